@@ -1,0 +1,1 @@
+"""runner-sizer: right-size and cache-place GitLab Runner job pods."""

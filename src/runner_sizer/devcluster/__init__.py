@@ -1,0 +1,1 @@
+"""A local, real Kubernetes control plane for tests, the demo and development."""

@@ -1,0 +1,63 @@
+"""Register a mutating webhook the apiserver reaches by URL on loopback."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from runner_sizer.kube.client import KubeClient, KubeError
+
+
+def url_webhook_configuration(
+    name: str,
+    url: str,
+    ca_pem: bytes,
+    *,
+    namespace_selector: dict[str, Any] | None = None,
+    object_selector: dict[str, Any] | None = None,
+    timeout_seconds: int = 5,
+) -> dict[str, Any]:
+    """A MutatingWebhookConfiguration for pod CREATE, called at `url`.
+
+    `clientConfig.url` (never `service`) keeps the apiserver's traffic on
+    loopback; `caBundle` must hold the CA that signed the server's cert.
+    """
+    return {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": name},
+        "webhooks": [
+            {
+                "name": f"{name}.runner-sizer.io",
+                "clientConfig": {"url": url, "caBundle": base64.b64encode(ca_pem).decode()},
+                "rules": [
+                    {
+                        "apiGroups": [""],
+                        "apiVersions": ["v1"],
+                        "operations": ["CREATE"],
+                        "resources": ["pods"],
+                        "scope": "Namespaced",
+                    }
+                ],
+                "namespaceSelector": namespace_selector or {},
+                "objectSelector": object_selector or {},
+                "failurePolicy": "Ignore",
+                "matchPolicy": "Equivalent",
+                "reinvocationPolicy": "IfNeeded",
+                "sideEffects": "None",
+                "timeoutSeconds": timeout_seconds,
+                "admissionReviewVersions": ["v1"],
+            }
+        ],
+    }
+
+
+def apply_mutating_webhook(kube: KubeClient, manifest: dict[str, Any]) -> None:
+    """Create the configuration, replacing one of the same name."""
+    path = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations"
+    try:
+        kube.delete(f"{path}/{manifest['metadata']['name']}")
+    except KubeError as error:
+        if error.status != 404:
+            raise
+    kube.post(path, manifest)

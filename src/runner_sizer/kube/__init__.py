@@ -1,0 +1,1 @@
+"""Kubernetes API access shared by both services."""

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Builds the real control-plane binaries (kube-apiserver, kube-scheduler,
+# kube-controller-manager, kubectl, etcd, helm) from the published Go modules,
+# version-stamped and static, into a cache keyed by version. A warm run is a
+# few stat calls.
+set -euo pipefail
+
+K8S_VERSION="${K8S_VERSION:-v1.35.4}"
+ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
+HELM_VERSION="${HELM_VERSION:-v3.22.0}"
+
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+cache="${RUNNER_SIZER_BIN_CACHE:-$root/.cache/bin}"
+k8s_dir="$cache/kubernetes-$K8S_VERSION"
+etcd_dir="$cache/etcd-$ETCD_VERSION"
+helm_dir="$cache/helm-$HELM_VERSION"
+
+need_go() {
+  if ! command -v go >/dev/null 2>&1; then
+    echo "build.sh: needs a Go toolchain (>= 1.25) and the Go module proxy to build the control plane; or point the tests at an existing cluster: KUBECONFIG=/path/to/kubeconfig make e2e" >&2
+    exit 3
+  fi
+}
+
+build_kubernetes() (
+  [ -x "$k8s_dir/kube-apiserver" ] && [ -x "$k8s_dir/kubectl" ] && exit 0
+  need_go
+  local work minor
+  work="$(mktemp -d)"
+  trap 'rm -rf "$work"' EXIT
+  minor="${K8S_VERSION#v1.}"; minor="${minor%%.*}"
+  cd "$work"
+  printf 'module runner-sizer/controlplane\n\ngo 1.25\n' > go.mod
+  if ! gomod="$(GOFLAGS=-mod=mod go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')" || [ -z "$gomod" ]; then
+    echo "build.sh: cannot fetch k8s.io/kubernetes@$K8S_VERSION from the Go module proxy ($(go env GOPROXY)); or use an existing cluster: KUBECONFIG=/path/to/kubeconfig make e2e" >&2
+    exit 3
+  fi
+  {
+    echo "require k8s.io/kubernetes $K8S_VERSION"
+    echo "replace ("
+    # Every staging module k8s.io/kubernetes replaces with ./staging must be
+    # pinned to its published v0.X.Y twin; the list comes from its own go.mod.
+    sed -n '/^replace (/,/^)/p' "$gomod" | awk '/=> \.\/staging/ {print "\t" $1 " => " $1 " v0.'"${K8S_VERSION#v1.}"'"}'
+    echo ")"
+  } >> go.mod
+  local pkgs="k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kubectl"
+  local ld="-s -w"
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ld="$ld -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
+  done
+  mkdir -p "$k8s_dir.tmp"
+  GOWORK=off CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "$ld" -o "$k8s_dir.tmp/" $pkgs
+  rm -rf "$k8s_dir"; mv "$k8s_dir.tmp" "$k8s_dir"
+)
+
+build_etcd() (
+  [ -x "$etcd_dir/etcd" ] && exit 0
+  need_go
+  local work
+  work="$(mktemp -d)"
+  trap 'rm -rf "$work"' EXIT
+  cd "$work"
+  printf 'module runner-sizer/etcd\n\ngo 1.25\n' > go.mod
+  printf 'package main\n\nimport (\n\t"os"\n\n\t"go.etcd.io/etcd/server/v3/etcdmain"\n)\n\nfunc main() { etcdmain.Main(os.Args) }\n' > main.go
+  if ! GOFLAGS=-mod=mod go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" >/dev/null 2>&1; then
+    echo "build.sh: cannot fetch go.etcd.io/etcd/server/v3@$ETCD_VERSION from the Go module proxy; or use an existing cluster: KUBECONFIG=/path/to/kubeconfig make e2e" >&2
+    exit 3
+  fi
+  GOFLAGS=-mod=mod go mod tidy >/dev/null 2>&1
+  mkdir -p "$etcd_dir.tmp"
+  GOWORK=off CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$etcd_dir.tmp/etcd" .
+  rm -rf "$etcd_dir"; mv "$etcd_dir.tmp" "$etcd_dir"
+)
+
+build_helm() (
+  [ -x "$helm_dir/helm" ] && exit 0
+  need_go
+  cd "$root"
+  mkdir -p "$helm_dir.tmp"
+  local minor="${HELM_VERSION#v3.}"; minor="${minor%%.*}"
+  if ! GOWORK=off CGO_ENABLED=0 GOBIN="$helm_dir.tmp" go install -trimpath \
+      -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
+      "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"; then
+    echo "build.sh: cannot build helm.sh/helm/v3@$HELM_VERSION (needs the Go module proxy)" >&2
+    exit 3
+  fi
+  rm -rf "$helm_dir"; mv "$helm_dir.tmp" "$helm_dir"
+)
+
+# Independent builds share the Go build cache; run them one after another so
+# a 2-core machine is not thrashed.
+build_etcd
+build_helm
+build_kubernetes
+for d in "$k8s_dir" "$etcd_dir" "$helm_dir"; do echo "$d"; done
