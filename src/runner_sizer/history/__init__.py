@@ -1,0 +1,1 @@
+"""Runner→node placement history: one definition for the recorder and the webhook."""

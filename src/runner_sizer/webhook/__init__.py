@@ -1,0 +1,1 @@
+"""The mutating admission webhook for GitLab Runner job pods."""

@@ -1,0 +1,298 @@
+"""Webhook configuration: the Go webhook's flags, `WEBHOOK_*` env fallback, fail-fast checks."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from runner_sizer.history.keys import HistoryKey
+from runner_sizer.webhook.quantity import QuantityError, parse_quantity
+from runner_sizer.webhook.sizing import Bounds, SizingMode
+
+ENV_PREFIX = "WEBHOOK_"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class SettingsError(ValueError):
+    """Invalid configuration; the message names the setting."""
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    """Everything the webhook is told. Tokens are excluded from repr."""
+
+    listen_host: str = "0.0.0.0"  # noqa: S104 - a webhook serves the cluster network
+    listen_port: int = 8443
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    metrics_host: str = "0.0.0.0"  # noqa: S104
+    metrics_port: int = 9090
+    log_level: str = "info"
+    workers: int = 2
+    sizer_url: str = ""
+    sizer_read_token: str = field(default="", repr=False)
+    sizer_push_token: str = field(default="", repr=False)
+    sizer_ca_file: Path | None = None
+    sidecar_image: str = ""
+    sidecar_name: str = "sizer-collector"
+    sidecar_volume_mounts: tuple[tuple[str, str], ...] = ()
+    enable_sizing: bool = True
+    enable_sidecar: bool = True
+    enable_affinity: bool = True
+    dry_run: bool = False
+    build_container: str = "build"
+    sizing_mode: SizingMode = SizingMode.REQUESTS_AND_LIMITS
+    bounds: Bounds = field(default_factory=Bounds)
+    default_requests: Mapping[str, Decimal] = field(default_factory=dict)
+    deadline_seconds: float = 1.5
+    receiver_timeout_seconds: float = 1.0
+    breaker_failures: int = 5
+    breaker_cooldown_seconds: float = 10.0
+    cache_ttl_seconds: float = 300.0
+    negative_cache_ttl_seconds: float = 30.0
+    cache_size: int = 10_000
+    token_refresh_margin_seconds: float = 60.0
+    cache_volume_prefix: str = "runner-cache"
+    history_key: HistoryKey = HistoryKey.RUNNER_PROJECT
+    affinity_max_nodes: int = 3
+    history_configmap: str = "runner-sizer-history"
+    history_namespace: str = "ci-sizer"
+    kubeconfig: str | None = None
+    max_body_bytes: int = 4 * 1024 * 1024
+
+    @property
+    def sidecar_enabled(self) -> bool:
+        return self.enable_sidecar and bool(self.sidecar_image) and bool(self.sizer_url)
+
+    @property
+    def sizing_enabled(self) -> bool:
+        return self.enable_sizing and bool(self.sizer_url)
+
+
+def _host_port(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    host = host.strip("[]") or "0.0.0.0"  # noqa: S104 - ":8443" means every interface
+    number = int(port)
+    if not 0 < number < 65536:
+        raise ValueError("port out of range")
+    return host, number
+
+
+def _bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected true or false")
+
+
+def _positive_float(value: str) -> float:
+    number = float(value)
+    if not number > 0:
+        raise ValueError("must be > 0")
+    return number
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise ValueError("must be >= 1")
+    return number
+
+
+def _existing_file(value: str) -> Path:
+    path = Path(value)
+    if not path.is_file():
+        raise ValueError(f"no such file: {value}")
+    return path
+
+
+def _url(value: str) -> str:
+    if not value:
+        return ""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("must be an http(s) URL")
+    return value.rstrip("/")
+
+
+def _mounts(value: str) -> tuple[tuple[str, str], ...]:
+    mounts = []
+    for item in filter(None, (v.strip() for v in value.split(","))):
+        name, sep, path = item.partition(":")
+        if not sep or not name or not path.startswith("/"):
+            raise ValueError("expected name:/absolute/path[,name:/path]")
+        mounts.append((name, path))
+    return tuple(mounts)
+
+
+def _quantity(value: str) -> Decimal:
+    try:
+        return parse_quantity(value)
+    except QuantityError as error:
+        raise ValueError(str(error)) from error
+
+
+# flag, env-less attribute name, parser, default, help
+_OPTIONS: list[tuple[str, Callable[[str], Any], str | None, str]] = [
+    ("listen-addr", _host_port, ":8443", "HTTPS address for admission reviews"),
+    ("tls-cert-file", _existing_file, None, "serving certificate (re-read when it changes)"),
+    ("tls-key-file", _existing_file, None, "serving key"),
+    ("metrics-addr", _host_port, ":9090", "plain-HTTP address for /metrics"),
+    ("log-level", str, "info", "debug, info, warning or error"),
+    ("workers", _positive_int, "2", "gunicorn worker processes"),
+    ("sizer-url", _url, "", "sizer receiver base URL; empty disables sizing and the sidecar"),
+    ("sizer-read-token", str, "", "bearer token for sizing reads"),
+    ("sizer-read-token-file", _existing_file, None, "file holding the read token"),
+    ("sizer-push-token", str, "", "bearer token that mints scoped collector push tokens"),
+    ("sizer-push-token-file", _existing_file, None, "file holding the push token"),
+    ("sizer-ca-file", _existing_file, None, "CA bundle for a receiver behind a private CA"),
+    ("sizer-sidecar-image", str, "", "collector image; empty disables the sidecar"),
+    ("sidecar-name", str, "sizer-collector", "name of the injected native sidecar"),
+    ("sidecar-volume-mounts", _mounts, "", "name:/path,... mounted read-only if the pod has them"),
+    ("enable-sizing", _bool, "true", "apply the receiver's resource recommendation"),
+    ("enable-sidecar", _bool, "true", "inject the metrics collector sidecar"),
+    ("enable-affinity", _bool, "true", "prefer the node where the same key ran last"),
+    ("dry-run", _bool, "false", "compute and annotate, but do not mutate"),
+    ("build-container", str, "build", "container that receives the recommendation"),
+    ("sizing-mode", SizingMode, "RequestsAndLimits", "RequestsOnly or RequestsAndLimits"),
+    ("min-cpu", _quantity, None, "lower bound for cpu"),
+    ("max-cpu", _quantity, None, "upper bound for cpu"),
+    ("min-memory", _quantity, None, "lower bound for memory"),
+    ("max-memory", _quantity, None, "upper bound for memory"),
+    ("default-cpu-request", _quantity, None, "cpu request when the receiver has no history"),
+    ("default-memory-request", _quantity, None, "memory request when the receiver has no history"),
+    ("deadline", _positive_float, "1.5", "seconds all receiver calls of one admission may take"),
+    ("receiver-timeout", _positive_float, "1.0", "seconds one receiver call may take"),
+    ("breaker-failures", _positive_int, "5", "consecutive receiver failures that open the breaker"),
+    ("breaker-cooldown", _positive_float, "10", "seconds the breaker stays open"),
+    ("cache-ttl", _positive_float, "300", "seconds a recommendation is reused"),
+    ("negative-cache-ttl", _positive_float, "30", "seconds a 404 (no history yet) is reused"),
+    ("cache-size", _positive_int, "10000", "entries per cache"),
+    ("cache-volume-prefix", str, "runner-cache", "pods mounting such a volume get cache affinity"),
+    ("history-key", HistoryKey, "runner-project", "runner-project, project or project-job"),
+    ("affinity-max-nodes", _positive_int, "3", "previous nodes to prefer (weights 100, 50, 25...)"),
+    ("history-configmap", str, "runner-sizer-history", "the recorder's ConfigMap"),
+    ("history-namespace", str, None, "its namespace (default: POD_NAMESPACE or ci-sizer)"),
+    ("kubeconfig", str, None, "kubeconfig path (default: in-cluster)"),
+    ("max-body-bytes", _positive_int, str(4 * 1024 * 1024), "largest admission review accepted"),
+]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="runner-sizer-webhook",
+        description="Mutating admission webhook for GitLab Runner job pods. "
+        f"Every flag may also be set as {ENV_PREFIX}<FLAG_IN_UPPER_SNAKE_CASE>.",
+    )
+    for flag, _, default, help_text in _OPTIONS:
+        parser.add_argument(f"--{flag}", default=None, help=f"{help_text} (default: {default!r})")
+    return parser
+
+
+def _env_name(flag: str) -> str:
+    return ENV_PREFIX + flag.upper().replace("-", "_")
+
+
+def load_settings(argv: Sequence[str], environ: Mapping[str, str] = os.environ) -> WebhookSettings:
+    """Flags win over `WEBHOOK_*` env; raises SettingsError naming the first bad setting."""
+    given = vars(_parser().parse_args(list(argv)))
+    values: dict[str, Any] = {}
+    for flag, convert, default, _ in _OPTIONS:
+        attribute = flag.replace("-", "_")
+        raw = given[attribute]
+        if raw is None:
+            raw = environ.get(_env_name(flag), default)
+        if raw is None:
+            values[attribute] = None
+            continue
+        try:
+            values[attribute] = convert(raw)
+        except ValueError as error:
+            raise SettingsError(f"--{flag} ({_env_name(flag)}): {error}") from None
+    return _assemble(values, environ)
+
+
+def _read_token(values: dict[str, Any], name: str) -> str:
+    path: Path | None = values[f"{name}_file"]
+    token: str = path.read_text().strip() if path else values[name]
+    return token
+
+
+def _assemble(values: dict[str, Any], environ: Mapping[str, str]) -> WebhookSettings:
+    if (values["tls_cert_file"] is None) != (values["tls_key_file"] is None):
+        raise SettingsError("--tls-cert-file/--tls-key-file: set both or neither")
+    if values["sizer_url"] and not (values["sizer_read_token"] or values["sizer_read_token_file"]):
+        raise SettingsError(
+            "--sizer-read-token (WEBHOOK_SIZER_READ_TOKEN): required with --sizer-url"
+        )
+    bounds = Bounds(
+        minimum={
+            r: values[f"min_{r}"] for r in ("cpu", "memory") if values[f"min_{r}"] is not None
+        },
+        maximum={
+            r: values[f"max_{r}"] for r in ("cpu", "memory") if values[f"max_{r}"] is not None
+        },
+    )
+    for resource, low in bounds.minimum.items():
+        high = bounds.maximum.get(resource)
+        if high is not None and low > high:
+            raise SettingsError(f"--min-{resource}: greater than --max-{resource}")
+    if values["receiver_timeout"] > values["deadline"]:
+        raise SettingsError("--receiver-timeout (WEBHOOK_RECEIVER_TIMEOUT): longer than --deadline")
+    if values["deadline"] >= 5:
+        raise SettingsError("--deadline (WEBHOOK_DEADLINE): must stay under the 5s webhook timeout")
+    listen_host, listen_port = values["listen_addr"]
+    metrics_host, metrics_port = values["metrics_addr"]
+    if values["log_level"] not in LOG_LEVELS:
+        raise SettingsError(f"--log-level (WEBHOOK_LOG_LEVEL): one of {', '.join(LOG_LEVELS)}")
+    return WebhookSettings(
+        listen_host=listen_host,
+        listen_port=listen_port,
+        tls_cert_file=values["tls_cert_file"],
+        tls_key_file=values["tls_key_file"],
+        metrics_host=metrics_host,
+        metrics_port=metrics_port,
+        log_level=values["log_level"],
+        workers=values["workers"],
+        sizer_url=values["sizer_url"],
+        sizer_read_token=_read_token(values, "sizer_read_token"),
+        sizer_push_token=_read_token(values, "sizer_push_token"),
+        sizer_ca_file=values["sizer_ca_file"],
+        sidecar_image=values["sizer_sidecar_image"],
+        sidecar_name=values["sidecar_name"],
+        sidecar_volume_mounts=values["sidecar_volume_mounts"],
+        enable_sizing=values["enable_sizing"],
+        enable_sidecar=values["enable_sidecar"],
+        enable_affinity=values["enable_affinity"],
+        dry_run=values["dry_run"],
+        build_container=values["build_container"],
+        sizing_mode=values["sizing_mode"],
+        bounds=bounds,
+        default_requests={
+            r: values[f"default_{r}_request"]
+            for r in ("cpu", "memory")
+            if values[f"default_{r}_request"] is not None
+        },
+        deadline_seconds=values["deadline"],
+        receiver_timeout_seconds=values["receiver_timeout"],
+        breaker_failures=values["breaker_failures"],
+        breaker_cooldown_seconds=values["breaker_cooldown"],
+        cache_ttl_seconds=values["cache_ttl"],
+        negative_cache_ttl_seconds=values["negative_cache_ttl"],
+        cache_size=values["cache_size"],
+        cache_volume_prefix=values["cache_volume_prefix"],
+        history_key=values["history_key"],
+        affinity_max_nodes=values["affinity_max_nodes"],
+        history_configmap=values["history_configmap"],
+        history_namespace=values["history_namespace"] or environ.get("POD_NAMESPACE", "ci-sizer"),
+        kubeconfig=values["kubeconfig"],
+        max_body_bytes=values["max_body_bytes"],
+    )
