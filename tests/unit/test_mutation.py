@@ -249,7 +249,7 @@ def test_features_can_be_toggled_off() -> None:
     settings = dataclasses.replace(
         SETTINGS, enable_sizing=False, enable_sidecar=False, enable_affinity=False
     )
-    pod, status = mutate(runner_review(), FETCHED, settings)
+    _, status = mutate(runner_review(), FETCHED, settings)
     assert status == {
         "sizing": "skipped:disabled",
         "sidecar": "skipped:disabled",
