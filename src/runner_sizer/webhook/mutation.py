@@ -65,6 +65,7 @@ class Reason(StrEnum):
     COLD_START = "cold_start"
     TIMEOUT = "timeout"
     RECEIVER_ERROR = "receiver_error"
+    INVALID_ANSWER = "invalid_answer"
     BREAKER_OPEN = "breaker_open"
 
 

@@ -1,0 +1,142 @@
+"""A stand-in for the sizer receiver, speaking `docs/receiver-openapi.yaml`.
+
+For tests, the demo and docker-compose. Switches make it misbehave the ways a
+real receiver can: slow, 404, 500, garbage, hang; `down` is stopping it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote
+
+from flask import Flask, Response, jsonify, request
+from werkzeug.serving import BaseWSGIServer, make_server
+
+MODES = ("ok", "slow", "404", "500", "garbage", "hang")
+
+
+@dataclass
+class StandinState:
+    read_token: str = "read-token"  # noqa: S105 - a test double's credential
+    push_token: str = "push-token"  # noqa: S105
+    recommendations: dict[str, dict[str, Any]] = field(default_factory=dict)
+    mode: str = "ok"
+    delay: float = 0.0
+    calls: Counter[str] = field(default_factory=Counter)
+    token_lifetime: int = 3600
+    _serial: itertools.count[int] = field(default_factory=itertools.count)
+    _release: threading.Event = field(default_factory=threading.Event)
+
+    def set_mode(self, mode: str, delay: float = 0.0) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}")
+        self._release.set()  # free requests held by a previous `hang`
+        self._release = threading.Event()
+        self.mode, self.delay = mode, delay
+
+
+def _misbehave(state: StandinState) -> Response | None:
+    if state.mode == "hang":
+        state._release.wait(60)
+    if state.mode == "slow" or state.delay:
+        time.sleep(state.delay)
+    if state.mode == "500":
+        return Response('{"error":"internal"}', 500, mimetype="application/json")
+    if state.mode == "garbage":
+        return Response("<html>definitely not json", 200, mimetype="application/json")
+    return None
+
+
+def _authorized(expected: str) -> bool:
+    return request.headers.get("Authorization") == f"Bearer {expected}"
+
+
+def create_standin_app(state: StandinState) -> Flask:
+    app = Flask("receiver-standin")
+
+    @app.get("/api/v1/sizing/repo/<path:_>")
+    def sizing(_: str) -> Response:
+        state.calls["sizing"] += 1
+        if not _authorized(state.read_token):
+            return Response('{"error":"unauthorized"}', 401, mimetype="application/json")
+        failure = _misbehave(state)
+        if failure is not None:
+            return failure
+        # Segments are percent-encoded ('/' as %2F): split the raw path, then decode.
+        raw = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI", "")
+        segments = raw.split("?", 1)[0].split("/")[5:]
+        if len(segments) != 4:
+            return Response(
+                '{"error":"expected org/repo/workflow/job"}', 400, mimetype="application/json"
+            )
+        key = "/".join(unquote(s) for s in segments)
+        if state.mode == "404" or key not in state.recommendations:
+            return Response('{"error":"no history"}', 404, mimetype="application/json")
+        return jsonify(state.recommendations[key])
+
+    @app.post("/api/v1/token")
+    def token() -> Response:
+        state.calls["token"] += 1
+        if not _authorized(state.push_token):
+            return Response('{"error":"unauthorized"}', 401, mimetype="application/json")
+        failure = _misbehave(state)
+        if failure is not None:
+            return failure
+        scope = request.get_json(silent=True) or {}
+        if not all(isinstance(scope.get(k), str) for k in ("org", "repo", "workflow", "job")):
+            return Response('{"error":"scope required"}', 400, mimetype="application/json")
+        return jsonify({"token": f"push-{next(state._serial)}", "expiresIn": state.token_lifetime})
+
+    return app
+
+
+class StandinServer:
+    """The stand-in on a loopback port, served from a background thread."""
+
+    def __init__(
+        self, state: StandinState | None = None, host: str = "127.0.0.1", port: int = 0
+    ) -> None:
+        self.state = state or StandinState()
+        self._server: BaseWSGIServer = make_server(
+            host, port, create_standin_app(self.state), threaded=True
+        )
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_port}"
+
+    def start(self) -> StandinServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.state.set_mode("ok")
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    args = parser.parse_args()
+    state = StandinState(
+        recommendations={
+            "acme/ml-pipeline/main/build": {
+                "requests": {"cpu": "1500m", "memory": "3Gi"},
+                "limits": {"cpu": "2", "memory": "4Gi"},
+            }
+        }
+    )
+    StandinServer(state, args.host, args.port)._server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

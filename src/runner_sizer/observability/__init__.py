@@ -1,0 +1,1 @@
+"""Logging shared by both services."""

@@ -1,0 +1,121 @@
+"""The Flask app: /mutate, /healthz, /readyz. Thin: the logic is in `mutation`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask, Response, request
+
+from runner_sizer.webhook.history_view import HistoryView
+from runner_sizer.webhook.metrics import WebhookMetrics
+from runner_sizer.webhook.mutation import Fetched, Ignore, Plan, build_mutation, plan_admission
+from runner_sizer.webhook.receiver import Deadline, ReceiverClient
+from runner_sizer.webhook.review import ReviewError, parse_review, review_response
+from runner_sizer.webhook.settings import WebhookSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    settings: WebhookSettings
+    metrics: WebhookMetrics
+    receiver: ReceiverClient | None
+    history: HistoryView | None
+
+    def readiness_problem(self) -> str:
+        """Empty when ready to admit: history synced (if affinity is on)."""
+        if self.settings.enable_affinity and self.history is not None and not self.history.synced:
+            return self.history.problem
+        return ""
+
+
+def fetch(plan: Plan, services: Services, deadline: Deadline) -> Fetched:
+    """Ask the receiver and the history view for what the plan needs."""
+    sizing = token = None
+    if plan.identity is not None and services.receiver is not None:
+        if plan.want_sizing:
+            sizing = services.receiver.sizing(plan.identity, deadline)
+        if plan.want_sidecar:
+            token = services.receiver.push_token(plan.identity, deadline)
+    nodes: tuple[str, ...] = ()
+    if plan.history_key is not None and services.history is not None:
+        nodes = services.history.nodes(plan.history_key)
+    return Fetched(
+        recommendation=sizing.recommendation if sizing else None,
+        recommendation_raw=sizing.raw if sizing else "",
+        sizing_reason=sizing.reason if sizing else None,
+        push_token=token.token if token else None,
+        token_reason=token.reason if token else None,
+        history_nodes=nodes,
+    )
+
+
+def admit(body: Any, services: Services) -> dict[str, Any]:
+    """One review → its answer; raises ReviewError only for a body that is no review."""
+    review = parse_review(body)
+    metrics = services.metrics
+    try:
+        plan = plan_admission(review, services.settings)
+        if isinstance(plan, Ignore):
+            if plan is Ignore.OPT_OUT:
+                metrics.skipped_injections.labels("all", "opt_out").inc()
+            metrics.admissions.labels("ignored").inc()
+            return review_response(review.uid)
+        fetched = fetch(plan, services, Deadline(services.settings.deadline_seconds))
+        mutation = build_mutation(plan, fetched, services.settings)
+    except Exception:
+        # Never block CI: a bug here still admits the pod, unchanged.
+        log.exception("admission failed; pod allowed unchanged", extra={"uid": review.uid})
+        metrics.admissions.labels("error").inc()
+        return review_response(review.uid)
+    for feature, reason in mutation.skipped.items():
+        if reason.value != "disabled":
+            metrics.skipped_injections.labels(feature, reason.value).inc()
+    if services.settings.dry_run:
+        metrics.admissions.labels("dry_run").inc()
+    else:
+        for applied in mutation.applied:
+            metrics.mutations.labels(applied).inc()
+        metrics.admissions.labels("mutated" if mutation.applied else "annotated").inc()
+    return review_response(review.uid, mutation.patch)
+
+
+def _json(payload: Any, status: int = 200) -> Response:
+    return Response(json.dumps(payload, separators=(",", ":")), status, mimetype="application/json")
+
+
+def create_app(services: Services) -> Flask:
+    app = Flask("runner_sizer.webhook")
+    app.config["MAX_CONTENT_LENGTH"] = services.settings.max_body_bytes
+
+    @app.post("/mutate")
+    def mutate() -> Response:
+        started = time.perf_counter()
+        try:
+            answer = admit(json.loads(request.get_data()), services)
+        except (ValueError, ReviewError) as error:
+            services.metrics.admissions.labels("invalid").inc()
+            return _json({"error": f"not an AdmissionReview: {error}"[:300]}, 400)
+        finally:
+            services.metrics.admission_seconds.observe(time.perf_counter() - started)
+        return _json(answer)
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return _json({"status": "ok"})
+
+    @app.get("/readyz")
+    def readyz() -> Response:
+        problem = services.readiness_problem()
+        return (
+            _json({"status": "not ready", "reason": problem}, 503)
+            if problem
+            else _json({"status": "ready"})
+        )
+
+    return app

@@ -1,0 +1,123 @@
+"""The gunicorn application: gevent workers over TLS, /metrics from the master.
+
+gevent workers keep connections alive and do the TLS handshake in the
+connection's own greenlet, so one slow handshake never holds up other
+admissions; the gthread worker showed 0.5-3 s stalls under TLS load.
+Heavy imports (requests, ssl users) happen in the worker, after gevent's
+monkey-patching.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+from prometheus_client import CollectorRegistry, multiprocess, start_http_server
+
+from runner_sizer.webhook.settings import WebhookSettings
+
+log = logging.getLogger(__name__)
+
+
+def _build_services(settings: WebhookSettings) -> Any:
+    from runner_sizer.kube.client import KubeClient  # noqa: PLC0415 - after monkey-patching
+    from runner_sizer.webhook.app import Services  # noqa: PLC0415
+    from runner_sizer.webhook.history_view import HistoryView  # noqa: PLC0415
+    from runner_sizer.webhook.metrics import build_metrics  # noqa: PLC0415
+    from runner_sizer.webhook.receiver import ReceiverClient  # noqa: PLC0415
+
+    metrics = build_metrics(None)
+    receiver = ReceiverClient(settings, metrics) if settings.sizer_url else None
+    history = None
+    if settings.enable_affinity:
+        history = HistoryView(
+            lambda: KubeClient.from_kubeconfig(settings.kubeconfig),
+            settings.history_namespace,
+            settings.history_configmap,
+            metrics,
+        )
+        history.start()
+    return Services(settings, metrics, receiver, history)
+
+
+class WebhookServer(BaseApplication):  # type: ignore[misc]
+    def __init__(self, settings: WebhookSettings) -> None:
+        self.settings = settings
+        super().__init__()
+
+    def load_config(self) -> None:
+        settings = self.settings
+        assert settings.tls_cert_file is not None and settings.tls_key_file is not None
+        options: dict[str, Any] = {
+            "bind": [f"{_bracket(settings.listen_host)}:{settings.listen_port}"],
+            "workers": settings.workers,
+            "worker_class": "gevent",
+            "worker_connections": 1000,
+            # Longer than the apiserver's idle-connection timeout (90 s).
+            "keepalive": 120,
+            "timeout": 30,
+            "graceful_timeout": 10,
+            "certfile": str(settings.tls_cert_file),
+            "keyfile": str(settings.tls_key_file),
+            "ssl_context": _ssl_context,
+            "child_exit": _child_exit,
+            "when_ready": self._when_ready,
+            "accesslog": None,
+            "errorlog": "-",
+            "loglevel": settings.log_level,
+            "logconfig_dict": {
+                "version": 1,
+                "disable_existing_loggers": False,
+                "formatters": {"json": {"()": "runner_sizer.observability.logs.JsonFormatter"}},
+                "handlers": {
+                    "stderr": {
+                        "class": "logging.StreamHandler",
+                        "formatter": "json",
+                        "stream": "ext://sys.stderr",
+                    }
+                },
+                "root": {"handlers": ["stderr"], "level": settings.log_level.upper()},
+                "loggers": {"gunicorn.error": {"handlers": ["stderr"], "propagate": False}},
+            },
+            "worker_tmp_dir": os.environ.get("WEBHOOK_WORKER_TMP_DIR") or None,
+            "proc_name": "runner-sizer-webhook",
+            # Runtime management is not needed, and it would write under $HOME.
+            "control_socket_disable": True,
+        }
+        for key, value in options.items():
+            self.cfg.set(key, value)
+
+    def _when_ready(self, _arbiter: Any) -> None:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        start_http_server(self.settings.metrics_port, self.settings.metrics_host, registry=registry)
+        log.info(
+            "webhook ready",
+            extra={
+                "listen": f"{self.settings.listen_host}:{self.settings.listen_port}",
+                "metrics_port": self.settings.metrics_port,
+                "settings": repr(self.settings),
+            },
+        )
+
+    def load(self) -> Any:
+        from runner_sizer.webhook.app import create_app  # noqa: PLC0415
+
+        return create_app(_build_services(self.settings))
+
+
+def _bracket(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _ssl_context(config: Any, _default_factory: Any) -> Any:
+    from runner_sizer.webhook.tls import ReloadingServerContext  # noqa: PLC0415
+
+    return ReloadingServerContext(Path(config.certfile), Path(config.keyfile))
+
+
+def _child_exit(_server: Any, worker: Any) -> None:
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
