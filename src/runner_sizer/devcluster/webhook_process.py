@@ -1,0 +1,100 @@
+"""Run the real `runner-sizer-webhook` console script on loopback, with a throw-away cert."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+from runner_sizer.devcluster.cluster import free_port
+from runner_sizer.devcluster.pki import CertificateAuthority
+
+SCRIPT = Path(sys.executable).with_name("runner-sizer-webhook")
+
+
+@dataclass
+class WebhookProcess:
+    """`extra_args` are CLI flags; `env` adds to the environment (e.g. tokens)."""
+
+    ca: CertificateAuthority
+    extra_args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="runner-sizer-wh-")))
+    port: int = field(default_factory=free_port)
+    metrics_port: int = field(default_factory=free_port)
+    popen: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+
+    @property
+    def ca_file(self) -> Path:
+        return self.workdir / "ca.crt"
+
+    @property
+    def log_file(self) -> Path:
+        return self.workdir / "webhook.log"
+
+    def write_serving_cert(self, ca: CertificateAuthority | None = None) -> None:
+        """(Re)issue the serving pair; replaced atomically, as a Secret update would."""
+        pair = (ca or self.ca).serving("runner-sizer-webhook")
+        staging = self.workdir / "staging"
+        staging.mkdir(exist_ok=True)
+        cert, key = pair.write(staging, "tls")
+        os.replace(key, self.workdir / "tls.key")
+        os.replace(cert, self.workdir / "tls.crt")
+
+    def start(self, timeout: float = 20.0) -> WebhookProcess:
+        self.ca_file.write_bytes(self.ca.cert_pem)
+        self.write_serving_cert()
+        args = [
+            str(SCRIPT),
+            f"--listen-addr=127.0.0.1:{self.port}",
+            f"--metrics-addr=127.0.0.1:{self.metrics_port}",
+            f"--tls-cert-file={self.workdir / 'tls.crt'}",
+            f"--tls-key-file={self.workdir / 'tls.key'}",
+            *self.extra_args,
+        ]
+        env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(self.workdir / "metrics"), **self.env}
+        with self.log_file.open("wb") as log:
+            self.popen = subprocess.Popen(
+                args, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.popen.poll() is not None:
+                raise RuntimeError(f"webhook exited: {self.log_file.read_text()[-2000:]}")
+            try:
+                if requests.get(f"{self.url}/healthz", verify=str(self.ca_file), timeout=1).ok:
+                    return self
+            except requests.RequestException:
+                time.sleep(0.1)
+        raise RuntimeError(f"webhook not healthy: {self.log_file.read_text()[-2000:]}")
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: no graceful goodbye."""
+        if self.popen is not None and self.popen.poll() is None:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait()
+
+    def stop(self) -> None:
+        if self.popen is not None and self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        shutil.rmtree(self.workdir, ignore_errors=True)

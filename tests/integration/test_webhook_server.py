@@ -1,0 +1,213 @@
+"""Each receiver outcome, through gunicorn over TLS, with a real HTTP receiver."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import time
+from collections.abc import Callable
+
+import requests
+from cryptography import x509
+
+from runner_sizer.devcluster.pki import CertificateAuthority
+from runner_sizer.devcluster.receiver_standin import StandinServer
+from runner_sizer.devcluster.runnerpods import RunnerJob
+from runner_sizer.devcluster.webhook_process import WebhookProcess
+from runner_sizer.webhook.tls import ReloadingServerContext
+from tests.integration.conftest import Admission, metric_value, post_review, start_webhook
+from tests.support.reviews import review_for, runner_review
+
+Admit = Callable[[RunnerJob], Admission]
+
+
+def build(admission: Admission) -> dict[str, object]:
+    container: dict[str, object] = next(
+        c for c in admission.pod["spec"]["containers"] if c["name"] == "build"
+    )
+    return container
+
+
+def test_recommendation_applied_and_sidecar_injected(admit: Admit, fresh_job: RunnerJob) -> None:
+    admission = admit(fresh_job)
+    response = admission.review["response"]
+    assert admission.review["apiVersion"] == "admission.k8s.io/v1"
+    assert admission.review["kind"] == "AdmissionReview"
+    assert response["allowed"] is True and response["patchType"] == "JSONPatch"
+    assert build(admission)["resources"] == {
+        "requests": {"cpu": "1500m", "memory": "3Gi"},
+        "limits": {"cpu": "2", "memory": "4Gi"},
+    }
+    sidecar = admission.pod["spec"]["initContainers"][-1]
+    assert sidecar["name"] == "sizer-collector" and sidecar["restartPolicy"] == "Always"
+    token = next(e["value"] for e in sidecar["env"] if e["name"] == "COLLECTOR_PUSH_TOKEN")
+    assert token.startswith("push-")
+    assert admission.status["sizing"] == "applied"
+
+
+def test_steady_state_makes_no_receiver_calls(
+    admit: Admit, fresh_job: RunnerJob, standin: StandinServer
+) -> None:
+    before = sum(standin.state.calls.values())
+    for _ in range(40):
+        assert admit(fresh_job).status["sizing"] == "applied"
+    # One sizing and one token call per worker process at most.
+    assert sum(standin.state.calls.values()) - before <= 4
+
+
+def test_cold_start_404_leaves_resources(admit: Admit, standin: StandinServer) -> None:
+    job = RunnerJob(job_name="never seen")
+    original = runner_review(job)["request"]["object"]["spec"]["containers"][0]["resources"]
+    admission = admit(job)
+    assert build(admission)["resources"] == original
+    assert admission.status["sizing"] == "skipped:cold_start"
+    assert admission.status["sidecar"] == "injected"
+
+
+def test_receiver_errors_leave_the_pod_alone(
+    admit: Admit, fresh_job: RunnerJob, standin: StandinServer
+) -> None:
+    original = runner_review(fresh_job)["request"]["object"]
+    for mode, reason in (("500", "receiver_error"), ("garbage", "invalid_answer")):
+        standin.state.set_mode(mode)
+        job = RunnerJob(job_name=f"{fresh_job.job_name}-{mode}", ref=fresh_job.ref)
+        admission = admit(job)
+        assert admission.review["response"]["allowed"] is True
+        assert build(admission)["resources"] == original["spec"]["containers"][0]["resources"]
+        assert admission.status["sizing"] == f"skipped:{reason}"
+
+
+def test_receiver_down_still_allows(standin: StandinServer) -> None:
+    process = WebhookProcess(
+        CertificateAuthority(),
+        extra_args=[
+            "--sizer-url=http://127.0.0.1:9",
+            "--sizer-sidecar-image=c:1",
+            "--enable-affinity=false",
+        ],
+        env={"WEBHOOK_SIZER_READ_TOKEN": "r"},
+    ).start()
+    try:
+        admission = post_review(process, runner_review())
+        assert admission.status == {
+            "sizing": "skipped:receiver_error",
+            "sidecar": "skipped:receiver_error",
+            "affinity": "skipped:disabled",
+            "dryRun": False,
+        }
+    finally:
+        process.stop()
+
+
+def test_hanging_receiver_is_cut_off_at_the_deadline(
+    webhook: WebhookProcess, fresh_job: RunnerJob, standin: StandinServer
+) -> None:
+    standin.state.set_mode("hang")
+    started = time.monotonic()
+    admission = post_review(webhook, runner_review(fresh_job))
+    elapsed = time.monotonic() - started
+    standin.state.set_mode("ok")
+    assert admission.review["response"]["allowed"] is True
+    assert admission.status["sizing"] == "skipped:timeout"
+    # Both calls together stay inside the 0.5 s budget (plus transport slack).
+    assert elapsed < 1.5, elapsed
+    assert (
+        metric_value(webhook, "runner_sizer_webhook_skipped_injections_total", reason="timeout")
+        >= 1
+    )
+
+
+def test_breaker_opens_then_closes(standin: StandinServer, fresh_job: RunnerJob) -> None:
+    process = start_webhook(standin, "--workers=1", "--breaker-failures=2", "--breaker-cooldown=1")
+    try:
+        standin.state.set_mode("500")
+        for index in range(2):
+            post_review(process, runner_review(RunnerJob(job_name=f"breaker {index}")))
+        calls = sum(standin.state.calls.values())
+        admission = post_review(process, runner_review(RunnerJob(job_name="breaker open")))
+        assert admission.status["sizing"] == "skipped:breaker_open"
+        assert sum(standin.state.calls.values()) == calls, "an open breaker makes no call"
+        assert metric_value(process, "runner_sizer_webhook_receiver_breaker_open") == 1
+        standin.state.set_mode("ok")
+        time.sleep(1.1)
+        assert post_review(process, runner_review(fresh_job)).status["sizing"] == "applied"
+        assert metric_value(process, "runner_sizer_webhook_receiver_breaker_open") == 0
+    finally:
+        process.stop()
+
+
+def _served_serial(process: WebhookProcess) -> int:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with (
+        socket.create_connection(("127.0.0.1", process.port)) as raw,
+        context.wrap_socket(raw) as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return x509.load_der_x509_certificate(der).serial_number
+
+
+def test_rotated_certificate_is_served_without_restart(webhook: WebhookProcess) -> None:
+    before = _served_serial(webhook)
+    new_ca = CertificateAuthority("rotated-ca")
+    webhook.write_serving_cert(new_ca)
+    after = _served_serial(webhook)
+    assert after != before
+    webhook.ca_file.write_bytes(new_ca.cert_pem)
+    assert requests.get(f"{webhook.url}/healthz", verify=str(webhook.ca_file), timeout=5).ok
+
+
+def test_serving_context_requires_tls_1_2(webhook: WebhookProcess) -> None:
+    context = ReloadingServerContext(webhook.workdir / "tls.crt", webhook.workdir / "tls.key")
+    assert context.current().minimum_version is ssl.TLSVersion.TLSv1_2
+
+
+def test_malformed_requests_get_4xx_never_5xx(webhook: WebhookProcess) -> None:
+    url, verify = f"{webhook.url}/mutate", str(webhook.ca_file)
+    bodies: list[bytes] = [
+        b"",
+        b"not json",
+        b"[]",
+        b'{"request": 1}',
+        b'{"request": {"uid": ""}}',
+        b"\xff\xfe",
+    ]
+    for body in bodies:
+        response = requests.post(url, data=body, verify=verify, timeout=5)
+        assert response.status_code == 400, (body, response.status_code)
+    huge = requests.post(url, data=b"x" * (5 * 1024 * 1024), verify=verify, timeout=10)
+    assert huge.status_code == 413
+    odd = runner_review()
+    odd["request"]["object"] = {"spec": "nonsense", "metadata": {"labels": {"pod": 7}}}
+    answer = requests.post(url, json=odd, verify=verify, timeout=5)
+    assert answer.status_code == 200 and answer.json()["response"]["allowed"] is True
+
+
+def test_non_runner_and_update_are_allowed_unchanged(webhook: WebhookProcess) -> None:
+    plain = review_for(
+        {"metadata": {"name": "web"}, "spec": {"containers": [{"name": "c", "image": "nginx"}]}}
+    )
+    update = runner_review()
+    update["request"]["operation"] = "UPDATE"
+    for review in (plain, update):
+        admission = post_review(webhook, review)
+        assert admission.review["response"] == {"uid": review["request"]["uid"], "allowed": True}
+
+
+def test_metrics_are_exposed(webhook: WebhookProcess, admit: Admit, fresh_job: RunnerJob) -> None:
+    admit(fresh_job)
+    text = requests.get(webhook.metrics_url, timeout=5).text
+    for name in (
+        "runner_sizer_webhook_admissions_total",
+        "runner_sizer_webhook_mutations_total",
+        "runner_sizer_webhook_skipped_injections_total",
+        "runner_sizer_webhook_admission_duration_seconds_bucket",
+        "runner_sizer_webhook_receiver_request_duration_seconds_bucket",
+        "runner_sizer_webhook_receiver_responses_total",
+        "runner_sizer_webhook_cache_lookups_total",
+    ):
+        assert name in text, name
+    assert metric_value(webhook, "runner_sizer_webhook_mutations_total", mutation="sidecar") >= 1
+    assert metric_value(webhook, "runner_sizer_webhook_cache_lookups_total", result="hit") >= 0
