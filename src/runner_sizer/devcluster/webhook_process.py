@@ -91,8 +91,9 @@ class WebhookProcess:
             self.popen.wait()
 
     def stop(self) -> None:
+        """Quick shutdown (SIGINT): graceful draining waits on idle keep-alive connections."""
         if self.popen is not None and self.popen.poll() is None:
-            self.popen.terminate()
+            self.popen.send_signal(signal.SIGINT)
             try:
                 self.popen.wait(15)
             except subprocess.TimeoutExpired:

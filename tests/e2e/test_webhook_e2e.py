@@ -1,0 +1,178 @@
+"""The webhook behind a real kube-apiserver: pods created through the API come back mutated."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from functools import partial
+from typing import Any
+
+import pytest
+import requests
+
+from runner_sizer.devcluster.pki import CertificateAuthority
+from runner_sizer.devcluster.receiver_standin import StandinServer, StandinState
+from runner_sizer.devcluster.runnerpods import RunnerJob, runner_pod
+from runner_sizer.devcluster.webhook_process import WebhookProcess
+from runner_sizer.history.keys import to_configmap_key
+from runner_sizer.history.placements import Placement, serialize_placements
+from runner_sizer.webhook.mutation import STATUS_ANNOTATION
+from tests.e2e.conftest import ClusterUnderTest
+from tests.support.kube import bound_node, create_pod, wait_for
+
+RECOMMENDED = {
+    "requests": {"cpu": "750m", "memory": "1536Mi"},
+    "limits": {"cpu": "1", "memory": "2Gi"},
+}
+RUNNER_SELECTOR = {"matchExpressions": [{"key": "job.runner.gitlab.com/pod", "operator": "Exists"}]}
+
+
+def status_of(pod: dict[str, Any]) -> dict[str, Any]:
+    status: dict[str, Any] = json.loads(pod["metadata"]["annotations"][STATUS_ANNOTATION])
+    return status
+
+
+def has_status(pod: dict[str, Any]) -> bool:
+    return STATUS_ANNOTATION in (pod["metadata"].get("annotations") or {})
+
+
+@pytest.fixture(scope="module")
+def standin() -> Iterator[StandinServer]:
+    server = StandinServer(
+        StandinState(recommendations={"acme/ml-pipeline/main/build": RECOMMENDED})
+    ).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def live_webhook(
+    cluster: ClusterUnderTest,
+    namespace: str,
+    standin: StandinServer,
+    register_webhook: Callable[..., str],
+) -> Iterator[WebhookProcess]:
+    """The webhook, reading history from `namespace`, registered for runner pods there."""
+    process = WebhookProcess(
+        CertificateAuthority("e2e-webhook-ca"),
+        extra_args=[
+            f"--sizer-url={standin.url}",
+            "--sizer-sidecar-image=registry.example/collector:1",
+            f"--kubeconfig={cluster.kubeconfig}",
+            f"--history-namespace={namespace}",
+            "--deadline=1",
+        ],
+        env={"WEBHOOK_SIZER_READ_TOKEN": "read-token", "WEBHOOK_SIZER_PUSH_TOKEN": "push-token"},
+    ).start()
+    wait_for(
+        lambda: requests.get(f"{process.url}/readyz", verify=str(process.ca_file), timeout=2).ok,
+        what="webhook ready (history synced)",
+    )
+    register_webhook(
+        f"{process.url}/mutate",
+        process.ca.cert_pem,
+        namespace,
+        active_when=has_status,
+        object_selector=RUNNER_SELECTOR,
+    )
+    yield process
+    process.stop()
+
+
+def test_runner_pod_comes_back_mutated(
+    cluster: ClusterUnderTest, namespace: str, live_webhook: WebhookProcess
+) -> None:
+    pod = create_pod(cluster.kube, namespace, runner_pod(RunnerJob()))
+    spec = pod["spec"]
+    assert spec["shareProcessNamespace"] is True
+    sidecar = spec["initContainers"][-1]
+    assert (sidecar["name"], sidecar["restartPolicy"]) == ("sizer-collector", "Always")
+    build = next(c for c in spec["containers"] if c["name"] == "build")
+    assert build["resources"] == {
+        "requests": {"cpu": "750m", "memory": "1536Mi"},
+        "limits": {"cpu": "1", "memory": "2Gi"},
+    }
+    status = status_of(pod)
+    assert status["sizing"] == "applied" and status["sidecar"] == "injected"
+
+
+def test_other_pods_come_back_untouched(
+    cluster: ClusterUnderTest, namespace: str, live_webhook: WebhookProcess
+) -> None:
+    opted_out = create_pod(
+        cluster.kube,
+        namespace,
+        runner_pod(RunnerJob(extra_annotations={"runner-sizer.io/inject": "false"})),
+    )
+    plain = create_pod(
+        cluster.kube,
+        namespace,
+        {
+            "metadata": {"generateName": "web-"},
+            "spec": {"containers": [{"name": "web", "image": "nginx"}]},
+        },
+    )
+    for pod in (opted_out, plain):
+        assert not has_status(pod)
+        assert "initContainers" not in pod["spec"] or all(
+            c["name"] != "sizer-collector" for c in pod["spec"]["initContainers"]
+        )
+
+
+def test_seeded_history_places_the_pod(
+    cluster: ClusterUnderTest, namespace: str, live_webhook: WebhookProcess
+) -> None:
+    jobs = {node: RunnerJob(runner_short=uuid.uuid4().hex[:8]) for node in cluster.node_names}
+    data = {
+        to_configmap_key(
+            f"runner-{job.runner_short}-project-{job.project_id}"
+        ): serialize_placements([Placement(node, "2026-11-24T00:00:00Z")])
+        for node, job in jobs.items()
+    }
+    cluster.kube.post(
+        f"/api/v1/namespaces/{namespace}/configmaps",
+        {"metadata": {"name": "runner-sizer-history"}, "data": data},
+    )
+    first = next(iter(jobs.values()))
+
+    def affinity_applied() -> bool:
+        probe = create_pod(cluster.kube, namespace, runner_pod(first), dry_run=True)
+        return isinstance(status_of(probe)["affinity"], list)
+
+    wait_for(affinity_applied, what="history propagated to the webhook")
+    for node, job in jobs.items():
+        pod = create_pod(cluster.kube, namespace, runner_pod(job))
+        terms = pod["spec"]["affinity"]["nodeAffinity"][
+            "preferredDuringSchedulingIgnoredDuringExecution"
+        ]
+        assert terms[0]["weight"] == 100
+        chosen = wait_for(
+            partial(bound_node, cluster.kube, namespace, pod["metadata"]["name"]), what="bound"
+        )
+        assert chosen == node
+
+
+def test_pods_are_created_when_the_webhook_is_dead(
+    cluster: ClusterUnderTest, namespace: str, live_webhook: WebhookProcess
+) -> None:
+    live_webhook.kill()
+    started = time.monotonic()
+    pod = create_pod(cluster.kube, namespace, runner_pod(RunnerJob()))
+    assert not has_status(pod)
+    assert time.monotonic() - started < 5
+
+
+def test_pods_are_created_within_the_deadline_when_the_receiver_hangs(
+    cluster: ClusterUnderTest, namespace: str, live_webhook: WebhookProcess, standin: StandinServer
+) -> None:
+    standin.state.set_mode("hang")
+    try:
+        started = time.monotonic()
+        pod = create_pod(cluster.kube, namespace, runner_pod(RunnerJob(job_name="hang")))
+        elapsed = time.monotonic() - started
+    finally:
+        standin.state.set_mode("ok")
+    assert status_of(pod)["sizing"] == "skipped:timeout"
+    assert elapsed < 2.5, elapsed

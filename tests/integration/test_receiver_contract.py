@@ -1,0 +1,66 @@
+"""The receiver stand-in speaks exactly `docs/receiver-openapi.yaml`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import requests
+import yaml
+
+from runner_sizer.devcluster.receiver_standin import StandinServer
+from tests.integration.conftest import RECOMMENDED
+
+SPEC: dict[str, Any] = yaml.safe_load(
+    (Path(__file__).resolve().parents[2] / "docs" / "receiver-openapi.yaml").read_text()
+)
+SIZING = "/api/v1/sizing/repo/{org}/{repo}/{workflow}/{job}"
+TOKEN = "/api/v1/token"
+
+
+def validate(schema_name: str, body: Any) -> None:
+    schema = {**SPEC["components"]["schemas"][schema_name], "components": SPEC["components"]}
+    jsonschema.validate(body, schema, cls=jsonschema.Draft202012Validator)
+
+
+def documented_statuses(path: str, method: str) -> set[str]:
+    return set(SPEC["paths"][path][method]["responses"])
+
+
+def test_sizing_answers_match_the_document(standin: StandinServer) -> None:
+    standin.state.recommendations["acme/app/feature/x/unit tests"] = RECOMMENDED
+    standin.state.set_mode("ok")
+    url = f"{standin.url}/api/v1/sizing/repo/acme/app/feature%2Fx/unit%20tests"
+    auth = {"Authorization": "Bearer read-token"}
+    ok = requests.get(url, headers=auth, timeout=5)
+    assert ok.status_code == 200
+    validate("Recommendation", ok.json())
+    statuses = documented_statuses(SIZING, "get")
+    missing = requests.get(url.replace("acme", "other"), headers=auth, timeout=5)
+    unauthorized = requests.get(url, timeout=5)
+    assert {str(missing.status_code), str(unauthorized.status_code)} <= statuses
+
+
+def test_token_answers_match_the_document(standin: StandinServer) -> None:
+    standin.state.set_mode("ok")
+    url, auth = f"{standin.url}{TOKEN}", {"Authorization": "Bearer push-token"}
+    scope = {"org": "acme", "repo": "app", "workflow": "main", "job": "build"}
+    validate("TokenScope", scope)
+    ok = requests.post(url, json=scope, headers=auth, timeout=5)
+    assert ok.status_code == 200
+    validate("PushToken", ok.json())
+    statuses = documented_statuses(TOKEN, "post")
+    assert (
+        str(requests.post(url, json={"org": "x"}, headers=auth, timeout=5).status_code) in statuses
+    )
+    assert str(requests.post(url, json=scope, timeout=5).status_code) in statuses
+
+
+@pytest.mark.parametrize(
+    "body", [{"requests": {"cpu": "-1"}}, {"cpu": "1"}, {"requests": {"cpu": "lots"}}]
+)
+def test_document_rejects_what_the_client_ignores(body: dict[str, Any]) -> None:
+    with pytest.raises(jsonschema.ValidationError):
+        validate("Recommendation", body)
