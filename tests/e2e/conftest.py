@@ -20,9 +20,9 @@ from runner_sizer.devcluster.binaries import BinariesUnavailableError, ensure_bi
 from runner_sizer.devcluster.cluster import LocalCluster
 from runner_sizer.devcluster.pki import CertificateAuthority
 from runner_sizer.devcluster.runnerpods import RunnerJob, runner_pod
-from runner_sizer.devcluster.webhooks import apply_mutating_webhook, url_webhook_configuration
+from runner_sizer.devcluster.webhooks import register_and_wait, url_webhook_configuration
 from runner_sizer.kube.client import KubeClient
-from tests.support.kube import create_pod, pods_path, wait_for
+from tests.support.kube import pods_path
 
 WATCH_LABEL = "ci-sizer.devfw.io/watch"
 
@@ -103,24 +103,19 @@ def register_webhook(
         active_when: Callable[[dict[str, Any]], bool],
         **kwargs: Any,
     ) -> str:
-        """Returns once a dry-run runner pod comes back satisfying `active_when`.
-
-        The apiserver picks up new webhook configurations asynchronously; the
-        dry-run probe makes the first real pod of a test deterministic.
-        """
         name = f"test-{uuid.uuid4().hex[:8]}"
         selector = {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
         manifest = url_webhook_configuration(
             name, url, ca_pem, namespace_selector=selector, **kwargs
         )
-        apply_mutating_webhook(cluster.kube, manifest)
         names.append(name)
-        probe = runner_pod(RunnerJob())
-
-        def probe_mutated() -> bool:
-            return active_when(create_pod(cluster.kube, namespace, probe, dry_run=True))
-
-        wait_for(probe_mutated, timeout=15, what=f"webhook {name} to be active")
+        register_and_wait(
+            cluster.kube,
+            manifest,
+            namespace=namespace,
+            probe_pod=runner_pod(RunnerJob()),
+            active_when=active_when,
+        )
         return name
 
     yield register

@@ -10,12 +10,12 @@ from functools import partial
 from typing import Any
 
 import pytest
-import requests
 
 from runner_sizer.devcluster.pki import CertificateAuthority
 from runner_sizer.devcluster.receiver_standin import StandinServer, StandinState
 from runner_sizer.devcluster.runnerpods import RunnerJob, runner_pod
 from runner_sizer.devcluster.webhook_process import WebhookProcess
+from runner_sizer.devcluster.webhooks import RUNNER_17_9_SELECTOR, has_status_annotation
 from runner_sizer.history.keys import to_configmap_key
 from runner_sizer.history.placements import Placement, serialize_placements
 from runner_sizer.webhook.mutation import STATUS_ANNOTATION
@@ -26,16 +26,11 @@ RECOMMENDED = {
     "requests": {"cpu": "750m", "memory": "1536Mi"},
     "limits": {"cpu": "1", "memory": "2Gi"},
 }
-RUNNER_SELECTOR = {"matchExpressions": [{"key": "job.runner.gitlab.com/pod", "operator": "Exists"}]}
 
 
 def status_of(pod: dict[str, Any]) -> dict[str, Any]:
     status: dict[str, Any] = json.loads(pod["metadata"]["annotations"][STATUS_ANNOTATION])
     return status
-
-
-def has_status(pod: dict[str, Any]) -> bool:
-    return STATUS_ANNOTATION in (pod["metadata"].get("annotations") or {})
 
 
 @pytest.fixture(scope="module")
@@ -66,16 +61,13 @@ def live_webhook(
         ],
         env={"WEBHOOK_SIZER_READ_TOKEN": "read-token", "WEBHOOK_SIZER_PUSH_TOKEN": "push-token"},
     ).start()
-    wait_for(
-        lambda: requests.get(f"{process.url}/readyz", verify=str(process.ca_file), timeout=2).ok,
-        what="webhook ready (history synced)",
-    )
+    process.wait_ready()
     register_webhook(
         f"{process.url}/mutate",
         process.ca.cert_pem,
         namespace,
-        active_when=has_status,
-        object_selector=RUNNER_SELECTOR,
+        active_when=has_status_annotation,
+        object_selector=RUNNER_17_9_SELECTOR,
     )
     yield process
     process.stop()
@@ -115,7 +107,7 @@ def test_other_pods_come_back_untouched(
         },
     )
     for pod in (opted_out, plain):
-        assert not has_status(pod)
+        assert not has_status_annotation(pod)
         assert "initContainers" not in pod["spec"] or all(
             c["name"] != "sizer-collector" for c in pod["spec"]["initContainers"]
         )
@@ -160,7 +152,7 @@ def test_pods_are_created_when_the_webhook_is_dead(
     live_webhook.kill()
     started = time.monotonic()
     pod = create_pod(cluster.kube, namespace, runner_pod(RunnerJob()))
-    assert not has_status(pod)
+    assert not has_status_annotation(pod)
     assert time.monotonic() - started < 5
 
 

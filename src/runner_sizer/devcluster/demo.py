@@ -1,13 +1,135 @@
-"""`make demo`: a local control plane, runner-shaped pods, where they landed."""
+"""`make demo`: the whole admission path on a local control plane.
+
+Starts kube-apiserver/etcd/scheduler/controller-manager, a receiver stand-in
+with sample recommendations, the real webhook (registered by URL on loopback),
+seeds placement history, creates runner-shaped pods and prints what each got.
+Stops everything it started.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import sys
+import time
+from collections.abc import Iterator
+from typing import Any
 
 from runner_sizer.devcluster.binaries import BinariesUnavailableError, ensure_binaries
 from runner_sizer.devcluster.cluster import LocalCluster
+from runner_sizer.devcluster.pki import CertificateAuthority
+from runner_sizer.devcluster.receiver_standin import StandinServer, StandinState
 from runner_sizer.devcluster.runnerpods import RunnerJob, runner_pod
+from runner_sizer.devcluster.webhook_process import WebhookProcess
+from runner_sizer.devcluster.webhooks import (
+    RUNNER_17_9_SELECTOR,
+    has_status_annotation,
+    register_and_wait,
+    url_webhook_configuration,
+)
+from runner_sizer.history.keys import to_configmap_key
+from runner_sizer.history.placements import Placement, serialize_placements
 from runner_sizer.kube.client import KubeClient
+
+NAMESPACE = "gitlab-runner"
+SYSTEM_NAMESPACE = "ci-sizer"
+JOBS = [
+    RunnerJob(
+        project_id=1000, project_path="acme/ml-pipeline", job_name="build", runner_short="7fc08398"
+    ),
+    RunnerJob(
+        project_id=1185,
+        project_path="payments/backend/terraform-modules",
+        job_name="deploy:staging",
+        ref="release/2026.11",
+        runner_short="65d6cf52",
+        services=("docker",),
+    ),
+    RunnerJob(
+        project_id=2001,
+        project_path="web/storefront",
+        job_name="test unit",
+        runner_short="a1b2c3d4",
+        runner_version=(17, 5),
+    ),
+    RunnerJob(
+        project_id=3003,
+        project_path="data/etl",
+        job_name="lint",
+        runner_short="0a0b0c0d",
+        extra_annotations={"runner-sizer.io/inject": "false"},
+    ),
+]
+RECOMMENDATIONS = {
+    "acme/ml-pipeline/main/build": {
+        "requests": {"cpu": "1500m", "memory": "3Gi"},
+        "limits": {"cpu": "2", "memory": "4Gi"},
+    },
+    "payments/terraform-modules/release/2026.11/deploy:staging": {
+        "requests": {"cpu": "250m", "memory": "512Mi"},
+        "limits": {"memory": "1Gi"},
+    },
+}
+# Where earlier jobs of these runner/project pairs ran (the recorder's job, seeded here).
+HISTORY = {"runner-7fc08398-project-1000": "node-c", "runner-65d6cf52-project-1185": "node-b"}
+
+
+@contextlib.contextmanager
+def running_webhook(cluster: LocalCluster, standin: StandinServer) -> Iterator[WebhookProcess]:
+    process = WebhookProcess(
+        CertificateAuthority("demo-webhook-ca"),
+        extra_args=[
+            f"--sizer-url={standin.url}",
+            "--sizer-sidecar-image=registry.example/sizer-collector:1.0",
+            f"--kubeconfig={cluster.kubeconfig}",
+            f"--history-namespace={SYSTEM_NAMESPACE}",
+        ],
+        env={"WEBHOOK_SIZER_READ_TOKEN": "read-token", "WEBHOOK_SIZER_PUSH_TOKEN": "push-token"},
+    ).start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+def _seed(kube: KubeClient) -> None:
+    for name, labels in ((SYSTEM_NAMESPACE, {}), (NAMESPACE, {"ci-sizer.devfw.io/watch": "true"})):
+        kube.post("/api/v1/namespaces", {"metadata": {"name": name, "labels": labels}})
+    data = {
+        to_configmap_key(key): serialize_placements([Placement(node, "2026-11-24T00:00:00Z")])
+        for key, node in HISTORY.items()
+    }
+    kube.post(
+        f"/api/v1/namespaces/{SYSTEM_NAMESPACE}/configmaps",
+        {"metadata": {"name": "runner-sizer-history"}, "data": data},
+    )
+
+
+def _describe(pod: dict[str, Any]) -> str:
+    spec = pod["spec"]
+    sidecars = [
+        c["name"] for c in spec.get("initContainers", []) if c.get("restartPolicy") == "Always"
+    ]
+    build = next(c for c in spec["containers"] if c["name"] == "build")
+    preferred = [
+        term["preference"]["matchExpressions"][0]["values"][0]
+        for term in (spec.get("affinity") or {})
+        .get("nodeAffinity", {})
+        .get("preferredDuringSchedulingIgnoredDuringExecution", [])
+    ]
+    status = (pod["metadata"].get("annotations") or {}).get(
+        "runner-sizer.io/status", "(not mutated)"
+    )
+    return "\n".join(
+        [
+            f"  pod        {pod['metadata']['name']}",
+            f"  sidecar    {', '.join(sidecars) or '-'}",
+            f"  resources  {json.dumps(build.get('resources', {}))}",
+            f"  preferred  {', '.join(preferred) or '-'}",
+            f"  scheduled  {spec.get('nodeName', '(pending)')}",
+            f"  status     {status}",
+        ]
+    )
 
 
 def main() -> int:
@@ -19,16 +141,47 @@ def main() -> int:
     with LocalCluster(binaries) as cluster:
         print(f"local control plane up in {cluster.started_in_seconds:.1f}s at {cluster.server}")
         kube = KubeClient.from_kubeconfig(str(cluster.kubeconfig))
-        kube.post("/api/v1/namespaces", {"metadata": {"name": "gitlab-runner"}})
-        names = []
-        for index in range(3):
-            job = RunnerJob(job_id=8400000 + index, concurrent=index)
-            created = kube.post("/api/v1/namespaces/gitlab-runner/pods", runner_pod(job))
-            names.append(created["metadata"]["name"])
-        for name in names:
-            pod = kube.get(f"/api/v1/namespaces/gitlab-runner/pods/{name}")
-            print(f"{name}: node={pod['spec'].get('nodeName', '(pending)')}")
+        _seed(kube)
+        standin = StandinServer(StandinState(recommendations=RECOMMENDATIONS)).start()
+        try:
+            with running_webhook(cluster, standin) as webhook:
+                manifest = url_webhook_configuration(
+                    "runner-sizer",
+                    f"{webhook.url}/mutate",
+                    webhook.ca.cert_pem,
+                    namespace_selector={"matchLabels": {"ci-sizer.devfw.io/watch": "true"}},
+                    object_selector=RUNNER_17_9_SELECTOR,
+                )
+                webhook.wait_ready()
+                register_and_wait(
+                    kube,
+                    manifest,
+                    namespace=NAMESPACE,
+                    probe_pod=runner_pod(JOBS[0]),
+                    active_when=has_status_annotation,
+                )
+                print(f"webhook serving at {webhook.url}, registered by URL\n")
+                _create_and_show(kube)
+        finally:
+            standin.stop()
+    print("\nstopped everything the demo started")
     return 0
+
+
+def _create_and_show(kube: KubeClient) -> None:
+    names = []
+    for job in JOBS:
+        created = kube.post(f"/api/v1/namespaces/{NAMESPACE}/pods", runner_pod(job))
+        names.append((job, created["metadata"]["name"]))
+    time.sleep(1)  # let kube-scheduler bind them
+    for job, name in names:
+        note = ""
+        if job.runner_version < (17, 9):
+            note = " (Runner < 17.9: no job.runner.gitlab.com/pod label; select on `pod` instead)"
+        if "runner-sizer.io/inject" in job.extra_annotations:
+            note = " (opted out)"
+        print(f"{job.project_path} / {job.job_name} @ {job.ref}{note}")
+        print(_describe(kube.get(f"/api/v1/namespaces/{NAMESPACE}/pods/{name}")))
 
 
 if __name__ == "__main__":

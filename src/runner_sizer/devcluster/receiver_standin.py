@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import logging
 import threading
 import time
 from collections import Counter
@@ -103,6 +104,7 @@ class StandinServer:
         self, state: StandinState | None = None, host: str = "127.0.0.1", port: int = 0
     ) -> None:
         self.state = state or StandinState()
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
         self._server: BaseWSGIServer = make_server(
             host, port, create_standin_app(self.state), threaded=True
         )

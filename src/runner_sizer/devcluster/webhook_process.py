@@ -84,6 +84,18 @@ class WebhookProcess:
                 time.sleep(0.1)
         raise RuntimeError(f"webhook not healthy: {self.log_file.read_text()[-2000:]}")
 
+    def wait_ready(self, timeout: float = 20.0) -> None:
+        """Until /readyz says 200 (history synced)."""
+        deadline = time.monotonic() + timeout
+        answer = ""
+        while time.monotonic() < deadline:
+            response = requests.get(f"{self.url}/readyz", verify=str(self.ca_file), timeout=2)
+            if response.ok:
+                return
+            answer = response.text
+            time.sleep(0.1)
+        raise RuntimeError(f"webhook not ready after {timeout}s: {answer}")
+
     def kill(self) -> None:
         """SIGKILL the whole process group: no graceful goodbye."""
         if self.popen is not None and self.popen.poll() is None:

@@ -3,9 +3,20 @@
 from __future__ import annotations
 
 import base64
+import time
+from collections.abc import Callable
 from typing import Any
 
 from runner_sizer.kube.client import KubeClient, KubeError
+from runner_sizer.webhook.mutation import STATUS_ANNOTATION
+
+RUNNER_17_9_SELECTOR = {
+    "matchExpressions": [{"key": "job.runner.gitlab.com/pod", "operator": "Exists"}]
+}
+
+
+def has_status_annotation(pod: dict[str, Any]) -> bool:
+    return STATUS_ANNOTATION in (pod.get("metadata", {}).get("annotations") or {})
 
 
 def url_webhook_configuration(
@@ -61,3 +72,27 @@ def apply_mutating_webhook(kube: KubeClient, manifest: dict[str, Any]) -> None:
         if error.status != 404:
             raise
     kube.post(path, manifest)
+
+
+def register_and_wait(
+    kube: KubeClient,
+    manifest: dict[str, Any],
+    *,
+    namespace: str,
+    probe_pod: dict[str, Any],
+    active_when: Callable[[dict[str, Any]], bool],
+    timeout: float = 15.0,
+) -> None:
+    """Register, then dry-run `probe_pod` until the answer satisfies `active_when`.
+
+    The apiserver picks up webhook configurations asynchronously; without this
+    the first real pod may slip through unmutated.
+    """
+    apply_mutating_webhook(kube, manifest)
+    deadline = time.monotonic() + timeout
+    path = f"/api/v1/namespaces/{namespace}/pods"
+    while time.monotonic() < deadline:
+        if active_when(kube.post(path, probe_pod, params={"dryRun": "All"})):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"webhook {manifest['metadata']['name']} not active after {timeout}s")
