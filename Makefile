@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: help venv binaries lint test unit e2e demo cluster-up cluster-down clean
+.PHONY: help venv binaries lint test unit e2e demo bench cluster-up cluster-down clean
 
 help:
 	@echo "make demo          run the demo on a local control plane"
@@ -25,8 +25,8 @@ binaries:
 	@bash tools/controlplane/build.sh >/dev/null
 
 lint: venv
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 
 unit: venv
@@ -54,3 +54,6 @@ cluster-down: venv
 
 clean:
 	rm -rf $(VENV) .cache/cluster .pytest_cache .mypy_cache .ruff_cache
+
+bench: venv binaries
+	$(BIN)/python -m bench.webhook $(BENCH_SECONDS)

@@ -8,12 +8,14 @@ set -euo pipefail
 K8S_VERSION="${K8S_VERSION:-v1.35.4}"
 ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
 HELM_VERSION="${HELM_VERSION:-v3.22.0}"
+VEGETA_VERSION="${VEGETA_VERSION:-v12.13.0}"
 
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cache="${RUNNER_SIZER_BIN_CACHE:-$root/.cache/bin}"
 k8s_dir="$cache/kubernetes-$K8S_VERSION"
 etcd_dir="$cache/etcd-$ETCD_VERSION"
 helm_dir="$cache/helm-$HELM_VERSION"
+vegeta_dir="$cache/vegeta-$VEGETA_VERSION"
 
 need_go() {
   if ! command -v go >/dev/null 2>&1; then
@@ -72,24 +74,32 @@ build_etcd() (
   rm -rf "$etcd_dir"; mv "$etcd_dir.tmp" "$etcd_dir"
 )
 
-build_helm() (
-  [ -x "$helm_dir/helm" ] && exit 0
+
+# A plain `go install` of a module without replace directives into $1;
+# $3 adds linker flags (version stamps).
+go_install() (
+  local dir="$1" module="$2" ldflags="${3:-}"
+  [ -d "$dir" ] && exit 0
   need_go
   cd "$root"
-  mkdir -p "$helm_dir.tmp"
-  local minor="${HELM_VERSION#v3.}"; minor="${minor%%.*}"
-  if ! GOWORK=off CGO_ENABLED=0 GOBIN="$helm_dir.tmp" go install -trimpath \
-      -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
-      "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"; then
-    echo "build.sh: cannot build helm.sh/helm/v3@$HELM_VERSION (needs the Go module proxy)" >&2
+  if ! GOWORK=off CGO_ENABLED=0 GOBIN="$dir.tmp" go install -trimpath -ldflags "-s -w $ldflags" "$module"; then
+    echo "build.sh: cannot build $module (needs the Go module proxy)" >&2
     exit 3
   fi
-  rm -rf "$helm_dir"; mv "$helm_dir.tmp" "$helm_dir"
+  rm -rf "$dir"; mv "$dir.tmp" "$dir"
 )
+
+if [ "${1:-}" = "bench" ]; then
+  # The load generator for `make bench` only.
+  go_install "$vegeta_dir" "github.com/tsenart/vegeta/v12@$VEGETA_VERSION"
+  echo "$vegeta_dir"
+  exit 0
+fi
 
 # Independent builds share the Go build cache; run them one after another so
 # a 2-core machine is not thrashed.
 build_etcd
-build_helm
+go_install "$helm_dir" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" \
+  "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
 build_kubernetes
 for d in "$k8s_dir" "$etcd_dir" "$helm_dir"; do echo "$d"; done
