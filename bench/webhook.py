@@ -72,6 +72,7 @@ def attack(
     tool: Path,
     webhook: WebhookProcess,
     reviews: list[dict[str, Any]],
+    *,
     rate: int,
     seconds: int,
     workers: int,
