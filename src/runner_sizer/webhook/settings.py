@@ -140,8 +140,8 @@ def _quantity(value: str) -> Decimal:
         raise ValueError(str(error)) from error
 
 
-# flag, env-less attribute name, parser, default, help
-_OPTIONS: list[tuple[str, Callable[[str], Any], str | None, str]] = [
+# flag, parser, default (as text, like the env), help
+OPTIONS: list[tuple[str, Callable[[str], Any], str | None, str]] = [
     ("listen-addr", _host_port, ":8443", "HTTPS address for admission reviews"),
     ("tls-cert-file", _existing_file, None, "serving certificate (re-read when it changes)"),
     ("tls-key-file", _existing_file, None, "serving key"),
@@ -192,12 +192,12 @@ def _parser() -> argparse.ArgumentParser:
         description="Mutating admission webhook for GitLab Runner job pods. "
         f"Every flag may also be set as {ENV_PREFIX}<FLAG_IN_UPPER_SNAKE_CASE>.",
     )
-    for flag, _, default, help_text in _OPTIONS:
+    for flag, _, default, help_text in OPTIONS:
         parser.add_argument(f"--{flag}", default=None, help=f"{help_text} (default: {default!r})")
     return parser
 
 
-def _env_name(flag: str) -> str:
+def env_name(flag: str) -> str:
     return ENV_PREFIX + flag.upper().replace("-", "_")
 
 
@@ -205,18 +205,18 @@ def load_settings(argv: Sequence[str], environ: Mapping[str, str] = os.environ) 
     """Flags win over `WEBHOOK_*` env; raises SettingsError naming the first bad setting."""
     given = vars(_parser().parse_args(list(argv)))
     values: dict[str, Any] = {}
-    for flag, convert, default, _ in _OPTIONS:
+    for flag, convert, default, _ in OPTIONS:
         attribute = flag.replace("-", "_")
         raw = given[attribute]
         if raw is None:
-            raw = environ.get(_env_name(flag), default)
+            raw = environ.get(env_name(flag), default)
         if raw is None:
             values[attribute] = None
             continue
         try:
             values[attribute] = convert(raw)
         except ValueError as error:
-            raise SettingsError(f"--{flag} ({_env_name(flag)}): {error}") from None
+            raise SettingsError(f"--{flag} ({env_name(flag)}): {error}") from None
     return _assemble(values, environ)
 
 

@@ -1,0 +1,14 @@
+"""The README's configuration table lists every setting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from runner_sizer.webhook.settings import OPTIONS, env_name
+
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+
+
+def test_every_webhook_flag_is_documented() -> None:
+    for flag, *_ in OPTIONS:
+        assert f"`--{flag}`" in README and f"`{env_name(flag)}`" in README, flag
