@@ -7,20 +7,19 @@ Prints one JSON line per scenario. Realistic ~11 KB runner pod reviews
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import requests
 
 from runner_sizer.devcluster.binaries import BUILD_SCRIPT
-from runner_sizer.devcluster.pki import CertificateAuthority
 from runner_sizer.devcluster.receiver_standin import StandinServer, StandinState
-from runner_sizer.devcluster.webhook_process import WebhookProcess
+from runner_sizer.devcluster.webhook_process import WebhookProcess, running_webhook
 from runner_sizer.webhook.identity import container_env, job_identity
 from tests.support.reviews import SAMPLES
 
@@ -47,25 +46,6 @@ def receiver_key(review: dict[str, Any]) -> str:
     identity = job_identity(pod["metadata"], container_env(build))
     assert identity is not None
     return "/".join((identity.org, identity.repo, identity.workflow, identity.job))
-
-
-@contextlib.contextmanager
-def webhook_under_test(standin: StandinServer, *args: str) -> Iterator[WebhookProcess]:
-    process = WebhookProcess(
-        CertificateAuthority("bench-ca"),
-        extra_args=[
-            f"--sizer-url={standin.url}",
-            "--sizer-sidecar-image=registry.example/collector:1",
-            "--enable-affinity=false",
-            "--log-level=warning",
-            *args,
-        ],
-        env={"WEBHOOK_SIZER_READ_TOKEN": "read-token", "WEBHOOK_SIZER_PUSH_TOKEN": "push-token"},
-    ).start()
-    try:
-        yield process
-    finally:
-        process.stop()
 
 
 def attack(
@@ -133,50 +113,52 @@ def summarize(name: str, report: dict[str, Any], **extra: Any) -> dict[str, Any]
     }
 
 
+def measured(
+    name: str, state: StandinState, run: Callable[[], dict[str, Any]], count_calls: bool = True
+) -> None:
+    """Run one scenario and print its JSON line (with receiver calls per admission)."""
+    before = sum(state.calls.values())
+    report = run()
+    extra: dict[str, Any] = {}
+    if count_calls:
+        calls = sum(state.calls.values()) - before
+        extra["receiver_calls_per_admission"] = round(calls / max(report["requests"], 1), 4)
+    print(json.dumps(summarize(name, report, **extra)), flush=True)
+
+
 def main(argv: list[str]) -> int:
     seconds = int(argv[0]) if argv else 60
     tool = vegeta()
     reviews = sample_reviews()
     state = StandinState(recommendations={receiver_key(r): RECOMMENDED for r in reviews})
     standin = StandinServer(state).start()
+    quiet = ("--enable-affinity=false", "--log-level=warning")
     try:
-        with webhook_under_test(standin) as webhook:
+        with running_webhook(standin.url, *quiet) as webhook:
             for review in reviews:  # warm the caches of both workers
                 for _ in range(4):
                     requests.post(
                         f"{webhook.url}/mutate", json=review, verify=str(webhook.ca_file), timeout=5
                     )
-            closed = attack(tool, webhook, reviews, rate=0, seconds=min(seconds, 20), workers=8)
-            print(json.dumps(summarize("closed_loop_c8_warm", closed)), flush=True)
-            calls_before = sum(state.calls.values())
-            opened = attack(tool, webhook, reviews, rate=1000, seconds=seconds, workers=16)
-            calls = sum(state.calls.values()) - calls_before
-            print(
-                json.dumps(
-                    summarize(
-                        "open_loop_1000rps_warm",
-                        opened,
-                        receiver_calls_per_admission=round(calls / max(opened["requests"], 1), 4),
-                    )
-                ),
-                flush=True,
+            short = min(seconds, 20)
+            measured(
+                "closed_loop_c8_warm",
+                state,
+                partial(attack, tool, webhook, reviews, rate=0, seconds=short, workers=8),
+                count_calls=False,
+            )
+            measured(
+                "open_loop_1000rps_warm",
+                state,
+                partial(attack, tool, webhook, reviews, rate=1000, seconds=seconds, workers=16),
             )
         state.set_mode("slow", delay=0.005)
-        with webhook_under_test(
-            standin, "--cache-ttl=0.001", "--negative-cache-ttl=0.001"
-        ) as webhook:
-            calls_before = sum(state.calls.values())
-            slow = attack(tool, webhook, reviews, rate=200, seconds=min(seconds, 20), workers=16)
-            calls = sum(state.calls.values()) - calls_before
-            print(
-                json.dumps(
-                    summarize(
-                        "open_loop_200rps_receiver_5ms_uncached",
-                        slow,
-                        receiver_calls_per_admission=round(calls / max(slow["requests"], 1), 4),
-                    )
-                ),
-                flush=True,
+        uncached = ("--cache-ttl=0.001", "--negative-cache-ttl=0.001")
+        with running_webhook(standin.url, *quiet, *uncached) as webhook:
+            measured(
+                "open_loop_200rps_receiver_5ms_uncached",
+                state,
+                partial(attack, tool, webhook, reviews, rate=200, seconds=short, workers=16),
             )
     finally:
         standin.stop()

@@ -11,10 +11,9 @@ from typing import Any
 
 import pytest
 
-from runner_sizer.devcluster.pki import CertificateAuthority
 from runner_sizer.devcluster.receiver_standin import StandinServer, StandinState
 from runner_sizer.devcluster.runnerpods import RunnerJob, runner_pod
-from runner_sizer.devcluster.webhook_process import WebhookProcess
+from runner_sizer.devcluster.webhook_process import WebhookProcess, webhook_for
 from runner_sizer.devcluster.webhooks import RUNNER_17_9_SELECTOR, has_status_annotation
 from runner_sizer.history.keys import to_configmap_key
 from runner_sizer.history.placements import Placement, serialize_placements
@@ -50,16 +49,11 @@ def live_webhook(
     register_webhook: Callable[..., str],
 ) -> Iterator[WebhookProcess]:
     """The webhook, reading history from `namespace`, registered for runner pods there."""
-    process = WebhookProcess(
-        CertificateAuthority("e2e-webhook-ca"),
-        extra_args=[
-            f"--sizer-url={standin.url}",
-            "--sizer-sidecar-image=registry.example/collector:1",
-            f"--kubeconfig={cluster.kubeconfig}",
-            f"--history-namespace={namespace}",
-            "--deadline=1",
-        ],
-        env={"WEBHOOK_SIZER_READ_TOKEN": "read-token", "WEBHOOK_SIZER_PUSH_TOKEN": "push-token"},
+    process = webhook_for(
+        standin.url,
+        f"--kubeconfig={cluster.kubeconfig}",
+        f"--history-namespace={namespace}",
+        "--deadline=1",
     ).start()
     process.wait_ready()
     register_webhook(

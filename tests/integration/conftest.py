@@ -13,10 +13,9 @@ import jsonpatch
 import pytest
 import requests
 
-from runner_sizer.devcluster.pki import CertificateAuthority
 from runner_sizer.devcluster.receiver_standin import StandinServer, StandinState
 from runner_sizer.devcluster.runnerpods import RunnerJob
-from runner_sizer.devcluster.webhook_process import WebhookProcess
+from runner_sizer.devcluster.webhook_process import WebhookProcess, webhook_for
 from runner_sizer.webhook.mutation import STATUS_ANNOTATION
 from tests.support.reviews import runner_review
 
@@ -24,7 +23,6 @@ RECOMMENDED = {
     "requests": {"cpu": "1500m", "memory": "3Gi"},
     "limits": {"cpu": "2", "memory": "4Gi"},
 }
-TOKENS = {"WEBHOOK_SIZER_READ_TOKEN": "read-token", "WEBHOOK_SIZER_PUSH_TOKEN": "push-token"}
 
 
 @dataclass
@@ -54,16 +52,7 @@ def fresh_job(standin: StandinServer) -> RunnerJob:
 
 
 def start_webhook(standin: StandinServer, *args: str) -> WebhookProcess:
-    return WebhookProcess(
-        CertificateAuthority("integration-ca"),
-        extra_args=[
-            f"--sizer-url={standin.url}",
-            "--sizer-sidecar-image=registry.example/collector:1",
-            "--enable-affinity=false",
-            *args,
-        ],
-        env=TOKENS,
-    ).start()
+    return webhook_for(standin.url, "--enable-affinity=false", *args).start()
 
 
 @pytest.fixture(scope="module")

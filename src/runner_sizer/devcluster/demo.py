@@ -8,19 +8,16 @@ Stops everything it started.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
 import time
-from collections.abc import Iterator
 from typing import Any
 
 from runner_sizer.devcluster.binaries import BinariesUnavailableError, ensure_binaries
 from runner_sizer.devcluster.cluster import LocalCluster
-from runner_sizer.devcluster.pki import CertificateAuthority
 from runner_sizer.devcluster.receiver_standin import StandinServer, StandinState
 from runner_sizer.devcluster.runnerpods import RunnerJob, runner_pod
-from runner_sizer.devcluster.webhook_process import WebhookProcess
+from runner_sizer.devcluster.webhook_process import running_webhook
 from runner_sizer.devcluster.webhooks import (
     RUNNER_17_9_SELECTOR,
     has_status_annotation,
@@ -72,24 +69,6 @@ RECOMMENDATIONS = {
 }
 # Where earlier jobs of these runner/project pairs ran (the recorder's job, seeded here).
 HISTORY = {"runner-7fc08398-project-1000": "node-c", "runner-65d6cf52-project-1185": "node-b"}
-
-
-@contextlib.contextmanager
-def running_webhook(cluster: LocalCluster, standin: StandinServer) -> Iterator[WebhookProcess]:
-    process = WebhookProcess(
-        CertificateAuthority("demo-webhook-ca"),
-        extra_args=[
-            f"--sizer-url={standin.url}",
-            "--sizer-sidecar-image=registry.example/sizer-collector:1.0",
-            f"--kubeconfig={cluster.kubeconfig}",
-            f"--history-namespace={SYSTEM_NAMESPACE}",
-        ],
-        env={"WEBHOOK_SIZER_READ_TOKEN": "read-token", "WEBHOOK_SIZER_PUSH_TOKEN": "push-token"},
-    ).start()
-    try:
-        yield process
-    finally:
-        process.stop()
 
 
 def _seed(kube: KubeClient) -> None:
@@ -144,7 +123,11 @@ def main() -> int:
         _seed(kube)
         standin = StandinServer(StandinState(recommendations=RECOMMENDATIONS)).start()
         try:
-            with running_webhook(cluster, standin) as webhook:
+            with running_webhook(
+                standin.url,
+                f"--kubeconfig={cluster.kubeconfig}",
+                f"--history-namespace={SYSTEM_NAMESPACE}",
+            ) as webhook:
                 manifest = url_webhook_configuration(
                     "runner-sizer",
                     f"{webhook.url}/mutate",

@@ -54,8 +54,12 @@ def _misbehave(state: StandinState) -> Response | None:
     return None
 
 
-def _authorized(expected: str) -> bool:
-    return request.headers.get("Authorization") == f"Bearer {expected}"
+def _refusal(state: StandinState, endpoint: str, token: str) -> Response | None:
+    """Count the call, check its bearer token, apply the misbehaviour switch."""
+    state.calls[endpoint] += 1
+    if request.headers.get("Authorization") != f"Bearer {token}":
+        return Response('{"error":"unauthorized"}', 401, mimetype="application/json")
+    return _misbehave(state)
 
 
 def create_standin_app(state: StandinState) -> Flask:
@@ -63,12 +67,9 @@ def create_standin_app(state: StandinState) -> Flask:
 
     @app.get("/api/v1/sizing/repo/<path:_>")
     def sizing(_: str) -> Response:
-        state.calls["sizing"] += 1
-        if not _authorized(state.read_token):
-            return Response('{"error":"unauthorized"}', 401, mimetype="application/json")
-        failure = _misbehave(state)
-        if failure is not None:
-            return failure
+        refusal = _refusal(state, "sizing", state.read_token)
+        if refusal is not None:
+            return refusal
         # Segments are percent-encoded ('/' as %2F): split the raw path, then decode.
         raw = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI", "")
         segments = raw.split("?", 1)[0].split("/")[5:]
@@ -83,12 +84,9 @@ def create_standin_app(state: StandinState) -> Flask:
 
     @app.post("/api/v1/token")
     def token() -> Response:
-        state.calls["token"] += 1
-        if not _authorized(state.push_token):
-            return Response('{"error":"unauthorized"}', 401, mimetype="application/json")
-        failure = _misbehave(state)
-        if failure is not None:
-            return failure
+        refusal = _refusal(state, "token", state.push_token)
+        if refusal is not None:
+            return refusal
         scope = request.get_json(silent=True) or {}
         if not all(isinstance(scope.get(k), str) for k in ("org", "repo", "workflow", "job")):
             return Response('{"error":"scope required"}', 400, mimetype="application/json")

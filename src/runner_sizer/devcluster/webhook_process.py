@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +20,11 @@ from runner_sizer.devcluster.cluster import free_port
 from runner_sizer.devcluster.pki import CertificateAuthority
 
 SCRIPT = Path(sys.executable).with_name("runner-sizer-webhook")
+# The receiver stand-in's default credentials.
+STANDIN_TOKENS = {
+    "WEBHOOK_SIZER_READ_TOKEN": "read-token",
+    "WEBHOOK_SIZER_PUSH_TOKEN": "push-token",
+}
 
 
 @dataclass
@@ -111,3 +118,27 @@ class WebhookProcess:
             except subprocess.TimeoutExpired:
                 self.kill()
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def webhook_for(
+    receiver_url: str, *extra_args: str, ca_name: str = "runner-sizer-dev-ca"
+) -> WebhookProcess:
+    """A webhook (not yet started) talking to the receiver stand-in at `receiver_url`."""
+    return WebhookProcess(
+        CertificateAuthority(ca_name),
+        extra_args=[
+            f"--sizer-url={receiver_url}",
+            "--sizer-sidecar-image=registry.example/sizer-collector:1.0",
+            *extra_args,
+        ],
+        env=STANDIN_TOKENS,
+    )
+
+
+@contextlib.contextmanager
+def running_webhook(receiver_url: str, *extra_args: str) -> Iterator[WebhookProcess]:
+    process = webhook_for(receiver_url, *extra_args).start()
+    try:
+        yield process
+    finally:
+        process.stop()
