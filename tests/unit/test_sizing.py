@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from runner_sizer.history.keys import HistoryKey, from_configmap_key, history_key, to_configmap_key
-from runner_sizer.history.placements import nodes_by_key
+from runner_sizer.history.ledger import nodes_by_key
 from runner_sizer.webhook.quantity import QuantityError, format_cpu, format_memory, parse_quantity
 from runner_sizer.webhook.settings import SettingsError, load_settings
 from runner_sizer.webhook.sizing import (

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass
-
-from runner_sizer.history.keys import from_configmap_key
 
 
 @dataclass(frozen=True)
@@ -32,17 +29,3 @@ def parse_placements(value: str) -> list[Placement]:
 
 def serialize_placements(placements: list[Placement]) -> str:
     return json.dumps([{"node": p.node, "at": p.at} for p in placements], separators=(",", ":"))
-
-
-def nodes_by_key(data: Mapping[str, str]) -> dict[str, tuple[str, ...]]:
-    """ConfigMap `data` → key → nodes, most recent first."""
-    result: dict[str, tuple[str, ...]] = {}
-    for stored_key, value in data.items():
-        try:
-            key = from_configmap_key(stored_key)
-        except ValueError:
-            continue
-        nodes = tuple(p.node for p in parse_placements(value))
-        if nodes:
-            result[key] = nodes
-    return result

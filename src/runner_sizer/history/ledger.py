@@ -1,0 +1,114 @@
+"""Pure operations on the whole history: record, forget nodes, merge writers, evict.
+
+A history maps key → placements (distinct nodes, most recent first). A key's
+recency is its newest placement; eviction drops the least recent keys.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterable, Mapping
+
+from runner_sizer.history.keys import from_configmap_key, to_configmap_key
+from runner_sizer.history.placements import Placement, parse_placements, serialize_placements
+
+History = dict[str, list[Placement]]
+# ConfigMaps are limited to 1 MiB in total; leave room for metadata.
+DEFAULT_MAX_BYTES = 900 * 1024
+
+
+def timestamp(moment: datetime.datetime | str) -> str:
+    """One sortable text form (UTC, milliseconds) for every time we store."""
+    if isinstance(moment, str):
+        try:
+            moment = datetime.datetime.fromisoformat(moment.replace("Z", "+00:00"))
+        except ValueError:
+            return "0000-00-00T00:00:00.000Z"
+    moment = moment.astimezone(datetime.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _merged_placements(placements: Iterable[Placement], max_nodes: int) -> list[Placement]:
+    newest: dict[str, Placement] = {}
+    for placement in placements:
+        current = newest.get(placement.node)
+        if current is None or placement.at > current.at:
+            newest[placement.node] = placement
+    return sorted(newest.values(), key=lambda p: p.at, reverse=True)[:max_nodes]
+
+
+def record(history: History, key: str, node: str, at: str, max_nodes: int) -> bool:
+    """Note that `key` ran on `node` at `at`; True if the history changed."""
+    before = history.get(key, [])
+    after = _merged_placements([Placement(node, at), *before], max_nodes)
+    if after == before:
+        return False
+    history[key] = after
+    return True
+
+
+def drop_nodes(history: History, nodes: set[str]) -> int:
+    """Forget deleted nodes; returns how many placements went."""
+    dropped = 0
+    for key in list(history):
+        kept = [p for p in history[key] if p.node not in nodes]
+        dropped += len(history[key]) - len(kept)
+        if kept:
+            history[key] = kept
+        else:
+            del history[key]
+    return dropped
+
+
+def merge(
+    ours: Mapping[str, list[Placement]], theirs: Mapping[str, list[Placement]], max_nodes: int
+) -> History:
+    """The union of two writers' histories: no entry of either is lost."""
+    return {
+        key: _merged_placements([*ours.get(key, []), *theirs.get(key, [])], max_nodes)
+        for key in {*ours, *theirs}
+    }
+
+
+def to_data(history: Mapping[str, list[Placement]]) -> dict[str, str]:
+    return {to_configmap_key(k): serialize_placements(v) for k, v in history.items() if v}
+
+
+def from_data(data: Mapping[str, str]) -> History:
+    history: History = {}
+    for stored_key, value in data.items():
+        try:
+            key = from_configmap_key(stored_key)
+        except ValueError:
+            continue
+        placements = parse_placements(value)
+        if placements:
+            history[key] = [Placement(p.node, timestamp(p.at)) for p in placements]
+    return history
+
+
+def data_bytes(data: Mapping[str, str]) -> int:
+    return sum(len(k.encode()) + len(v.encode()) for k, v in data.items())
+
+
+def evict(history: History, max_keys: int, max_bytes: int = DEFAULT_MAX_BYTES) -> list[str]:
+    """Drop least-recently-used keys until both bounds hold; returns them."""
+    by_age = sorted(history, key=lambda k: history[k][0].at)
+    sizes = {
+        k: len(to_configmap_key(k).encode()) + len(serialize_placements(history[k]).encode())
+        for k in history
+    }
+    total = sum(sizes.values())
+    evicted: list[str] = []
+    for key in by_age:
+        if len(history) <= max_keys and total <= max_bytes:
+            break
+        total -= sizes[key]
+        del history[key]
+        evicted.append(key)
+    return evicted
+
+
+def nodes_by_key(data: Mapping[str, str]) -> dict[str, tuple[str, ...]]:
+    """ConfigMap `data` → key → nodes, most recent first (what the webhook needs)."""
+    return {key: tuple(p.node for p in placements) for key, placements in from_data(data).items()}
