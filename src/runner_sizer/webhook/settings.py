@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import argparse
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -12,6 +11,17 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from runner_sizer.history.keys import HistoryKey
+from runner_sizer.options import (
+    Option,
+    OptionError,
+    boolean,
+    env_var,
+    existing_file,
+    host_port,
+    parse_options,
+    positive_float,
+    positive_int,
+)
 from runner_sizer.webhook.quantity import QuantityError, parse_quantity
 from runner_sizer.webhook.sizing import Bounds, SizingMode
 
@@ -19,7 +29,7 @@ ENV_PREFIX = "WEBHOOK_"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
-class SettingsError(ValueError):
+class SettingsError(OptionError):
     """Invalid configuration; the message names the setting."""
 
 
@@ -75,45 +85,6 @@ class WebhookSettings:
         return self.enable_sizing and bool(self.sizer_url)
 
 
-def _host_port(value: str) -> tuple[str, int]:
-    host, _, port = value.rpartition(":")
-    host = host.strip("[]") or "0.0.0.0"  # noqa: S104 - ":8443" means every interface
-    number = int(port)
-    if not 0 < number < 65536:
-        raise ValueError("port out of range")
-    return host, number
-
-
-def _bool(value: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ValueError("expected true or false")
-
-
-def _positive_float(value: str) -> float:
-    number = float(value)
-    if not number > 0:
-        raise ValueError("must be > 0")
-    return number
-
-
-def _positive_int(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise ValueError("must be >= 1")
-    return number
-
-
-def _existing_file(value: str) -> Path:
-    path = Path(value)
-    if not path.is_file():
-        raise ValueError(f"no such file: {value}")
-    return path
-
-
 def _url(value: str) -> str:
     if not value:
         return ""
@@ -141,26 +112,26 @@ def _quantity(value: str) -> Decimal:
 
 
 # flag, parser, default (as text, like the env), help
-OPTIONS: list[tuple[str, Callable[[str], Any], str | None, str]] = [
-    ("listen-addr", _host_port, ":8443", "HTTPS address for admission reviews"),
-    ("tls-cert-file", _existing_file, None, "serving certificate (re-read when it changes)"),
-    ("tls-key-file", _existing_file, None, "serving key"),
-    ("metrics-addr", _host_port, ":9090", "plain-HTTP address for /metrics"),
+OPTIONS: list[Option] = [
+    ("listen-addr", host_port, ":8443", "HTTPS address for admission reviews"),
+    ("tls-cert-file", existing_file, None, "serving certificate (re-read when it changes)"),
+    ("tls-key-file", existing_file, None, "serving key"),
+    ("metrics-addr", host_port, ":9090", "plain-HTTP address for /metrics"),
     ("log-level", str, "info", "debug, info, warning or error"),
-    ("workers", _positive_int, "2", "gunicorn worker processes"),
+    ("workers", positive_int, "2", "gunicorn worker processes"),
     ("sizer-url", _url, "", "sizer receiver base URL; empty disables sizing and the sidecar"),
     ("sizer-read-token", str, "", "bearer token for sizing reads"),
-    ("sizer-read-token-file", _existing_file, None, "file holding the read token"),
+    ("sizer-read-token-file", existing_file, None, "file holding the read token"),
     ("sizer-push-token", str, "", "bearer token that mints scoped collector push tokens"),
-    ("sizer-push-token-file", _existing_file, None, "file holding the push token"),
-    ("sizer-ca-file", _existing_file, None, "CA bundle for a receiver behind a private CA"),
+    ("sizer-push-token-file", existing_file, None, "file holding the push token"),
+    ("sizer-ca-file", existing_file, None, "CA bundle for a receiver behind a private CA"),
     ("sizer-sidecar-image", str, "", "collector image; empty disables the sidecar"),
     ("sidecar-name", str, "sizer-collector", "name of the injected native sidecar"),
     ("sidecar-volume-mounts", _mounts, "", "name:/path,... mounted read-only if the pod has them"),
-    ("enable-sizing", _bool, "true", "apply the receiver's resource recommendation"),
-    ("enable-sidecar", _bool, "true", "inject the metrics collector sidecar"),
-    ("enable-affinity", _bool, "true", "prefer the node where the same key ran last"),
-    ("dry-run", _bool, "false", "compute and annotate, but do not mutate"),
+    ("enable-sizing", boolean, "true", "apply the receiver's resource recommendation"),
+    ("enable-sidecar", boolean, "true", "inject the metrics collector sidecar"),
+    ("enable-affinity", boolean, "true", "prefer the node where the same key ran last"),
+    ("dry-run", boolean, "false", "compute and annotate, but do not mutate"),
     ("build-container", str, "build", "container that receives the recommendation"),
     ("sizing-mode", SizingMode, "RequestsAndLimits", "RequestsOnly or RequestsAndLimits"),
     ("min-cpu", _quantity, None, "lower bound for cpu"),
@@ -169,54 +140,41 @@ OPTIONS: list[tuple[str, Callable[[str], Any], str | None, str]] = [
     ("max-memory", _quantity, None, "upper bound for memory"),
     ("default-cpu-request", _quantity, None, "cpu request when the receiver has no history"),
     ("default-memory-request", _quantity, None, "memory request when the receiver has no history"),
-    ("deadline", _positive_float, "1.5", "seconds all receiver calls of one admission may take"),
-    ("receiver-timeout", _positive_float, "1.0", "seconds one receiver call may take"),
-    ("breaker-failures", _positive_int, "5", "consecutive receiver failures that open the breaker"),
-    ("breaker-cooldown", _positive_float, "10", "seconds the breaker stays open"),
-    ("cache-ttl", _positive_float, "300", "seconds a recommendation is reused"),
-    ("negative-cache-ttl", _positive_float, "30", "seconds a 404 (no history yet) is reused"),
-    ("cache-size", _positive_int, "10000", "entries per cache"),
+    ("deadline", positive_float, "1.5", "seconds all receiver calls of one admission may take"),
+    ("receiver-timeout", positive_float, "1.0", "seconds one receiver call may take"),
+    ("breaker-failures", positive_int, "5", "consecutive receiver failures that open the breaker"),
+    ("breaker-cooldown", positive_float, "10", "seconds the breaker stays open"),
+    ("cache-ttl", positive_float, "300", "seconds a recommendation is reused"),
+    ("negative-cache-ttl", positive_float, "30", "seconds a 404 (no history yet) is reused"),
+    ("cache-size", positive_int, "10000", "entries per cache"),
     ("cache-volume-prefix", str, "runner-cache", "pods mounting such a volume get cache affinity"),
     ("history-key", HistoryKey, "runner-project", "runner-project, project or project-job"),
-    ("affinity-max-nodes", _positive_int, "3", "previous nodes to prefer (weights 100, 50, 25...)"),
+    ("affinity-max-nodes", positive_int, "3", "previous nodes to prefer (weights 100, 50, 25...)"),
     ("history-configmap", str, "runner-sizer-history", "the recorder's ConfigMap"),
     ("history-namespace", str, None, "its namespace (default: POD_NAMESPACE or ci-sizer)"),
     ("kubeconfig", str, None, "kubeconfig path (default: in-cluster)"),
-    ("max-body-bytes", _positive_int, str(4 * 1024 * 1024), "largest admission review accepted"),
+    ("max-body-bytes", positive_int, str(4 * 1024 * 1024), "largest admission review accepted"),
 ]
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="runner-sizer-webhook",
-        description="Mutating admission webhook for GitLab Runner job pods. "
-        f"Every flag may also be set as {ENV_PREFIX}<FLAG_IN_UPPER_SNAKE_CASE>.",
-    )
-    for flag, _, default, help_text in OPTIONS:
-        parser.add_argument(f"--{flag}", default=None, help=f"{help_text} (default: {default!r})")
-    return parser
-
-
 def env_name(flag: str) -> str:
-    return ENV_PREFIX + flag.upper().replace("-", "_")
+    return env_var(ENV_PREFIX, flag)
 
 
 def load_settings(argv: Sequence[str], environ: Mapping[str, str] = os.environ) -> WebhookSettings:
     """Flags win over `WEBHOOK_*` env; raises SettingsError naming the first bad setting."""
-    given = vars(_parser().parse_args(list(argv)))
-    values: dict[str, Any] = {}
-    for flag, convert, default, _ in OPTIONS:
-        attribute = flag.replace("-", "_")
-        raw = given[attribute]
-        if raw is None:
-            raw = environ.get(env_name(flag), default)
-        if raw is None:
-            values[attribute] = None
-            continue
-        try:
-            values[attribute] = convert(raw)
-        except ValueError as error:
-            raise SettingsError(f"--{flag} ({env_name(flag)}): {error}") from None
+    description = "Mutating admission webhook for GitLab Runner job pods."
+    try:
+        values = parse_options(
+            "runner-sizer-webhook",
+            description,
+            OPTIONS,
+            prefix=ENV_PREFIX,
+            argv=argv,
+            environ=environ,
+        )
+    except OptionError as error:
+        raise SettingsError(str(error)) from None
     return _assemble(values, environ)
 
 

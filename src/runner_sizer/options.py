@@ -1,0 +1,93 @@
+"""Command-line options with environment-variable fallback, validated up front.
+
+Each service lists `Option`s (flag, converter, default as text, help); flags
+win over `<PREFIX><FLAG_IN_UPPER_SNAKE_CASE>` variables, which win over the
+default. A bad value raises `OptionError` naming the flag and variable.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+Option = tuple[str, Callable[[str], Any], str | None, str]
+
+
+class OptionError(ValueError):
+    """Invalid configuration; the message names the setting."""
+
+
+def env_var(prefix: str, flag: str) -> str:
+    return prefix + flag.upper().replace("-", "_")
+
+
+def parse_options(
+    prog: str,
+    description: str,
+    options: Sequence[Option],
+    *,
+    prefix: str,
+    argv: Sequence[str],
+    environ: Mapping[str, str],
+) -> dict[str, Any]:
+    """Converted values keyed by attribute name (flag with `_`); None where unset."""
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=f"{description} Every flag may also be set as the environment "
+        f"variable {prefix}<FLAG_IN_UPPER_SNAKE_CASE>.",
+    )
+    for flag, _, default, help_text in options:
+        parser.add_argument(f"--{flag}", default=None, help=f"{help_text} (default: {default!r})")
+    given = vars(parser.parse_args(list(argv)))
+    values: dict[str, Any] = {}
+    for flag, convert, default, _ in options:
+        attribute = flag.replace("-", "_")
+        raw = given[attribute]
+        if raw is None:
+            raw = environ.get(env_var(prefix, flag), default)
+        try:
+            values[attribute] = None if raw is None else convert(raw)
+        except ValueError as error:
+            raise OptionError(f"--{flag} ({env_var(prefix, flag)}): {error}") from None
+    return values
+
+
+def host_port(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    host = host.strip("[]") or "0.0.0.0"  # noqa: S104 - ":8443" means every interface
+    number = int(port)
+    if not 0 < number < 65536:
+        raise ValueError("port out of range")
+    return host, number
+
+
+def boolean(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected true or false")
+
+
+def positive_float(value: str) -> float:
+    number = float(value)
+    if not number > 0:
+        raise ValueError("must be > 0")
+    return number
+
+
+def positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise ValueError("must be >= 1")
+    return number
+
+
+def existing_file(value: str) -> Path:
+    path = Path(value)
+    if not path.is_file():
+        raise ValueError(f"no such file: {value}")
+    return path
