@@ -6,18 +6,15 @@ import contextlib
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import requests
-
 from runner_sizer.devcluster.cluster import free_port
 from runner_sizer.devcluster.pki import CertificateAuthority
+from runner_sizer.devcluster.service_process import ServiceProcess
 
 SCRIPT = Path(sys.executable).with_name("runner-sizer-webhook")
 # The receiver stand-in's default credentials.
@@ -37,7 +34,9 @@ class WebhookProcess:
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="runner-sizer-wh-")))
     port: int = field(default_factory=free_port)
     metrics_port: int = field(default_factory=free_port)
-    popen: subprocess.Popen[bytes] | None = None
+
+    def __post_init__(self) -> None:
+        self.process = ServiceProcess("webhook", self.workdir / "webhook.log")
 
     @property
     def url(self) -> str:
@@ -50,10 +49,6 @@ class WebhookProcess:
     @property
     def ca_file(self) -> Path:
         return self.workdir / "ca.crt"
-
-    @property
-    def log_file(self) -> Path:
-        return self.workdir / "webhook.log"
 
     def write_serving_cert(self, ca: CertificateAuthority | None = None) -> None:
         """(Re)issue the serving pair; replaced atomically, as a Secret update would."""
@@ -75,48 +70,22 @@ class WebhookProcess:
             f"--tls-key-file={self.workdir / 'tls.key'}",
             *self.extra_args,
         ]
-        env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(self.workdir / "metrics"), **self.env}
-        with self.log_file.open("wb") as log:
-            self.popen = subprocess.Popen(
-                args, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.popen.poll() is not None:
-                raise RuntimeError(f"webhook exited: {self.log_file.read_text()[-2000:]}")
-            try:
-                if requests.get(f"{self.url}/healthz", verify=str(self.ca_file), timeout=1).ok:
-                    return self
-            except requests.RequestException:
-                time.sleep(0.1)
-        raise RuntimeError(f"webhook not healthy: {self.log_file.read_text()[-2000:]}")
+        self.process.spawn(
+            args, {"PROMETHEUS_MULTIPROC_DIR": str(self.workdir / "metrics"), **self.env}
+        )
+        self.process.wait_until_ok(f"{self.url}/healthz", str(self.ca_file), timeout)
+        return self
 
     def wait_ready(self, timeout: float = 20.0) -> None:
         """Until /readyz says 200 (history synced)."""
-        deadline = time.monotonic() + timeout
-        answer = ""
-        while time.monotonic() < deadline:
-            response = requests.get(f"{self.url}/readyz", verify=str(self.ca_file), timeout=2)
-            if response.ok:
-                return
-            answer = response.text
-            time.sleep(0.1)
-        raise RuntimeError(f"webhook not ready after {timeout}s: {answer}")
+        self.process.wait_until_ok(f"{self.url}/readyz", str(self.ca_file), timeout)
 
     def kill(self) -> None:
-        """SIGKILL the whole process group: no graceful goodbye."""
-        if self.popen is not None and self.popen.poll() is None:
-            os.killpg(self.popen.pid, signal.SIGKILL)
-            self.popen.wait()
+        self.process.kill()
 
     def stop(self) -> None:
         """Quick shutdown (SIGINT): graceful draining waits on idle keep-alive connections."""
-        if self.popen is not None and self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGINT)
-            try:
-                self.popen.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        self.process.stop(signal.SIGINT)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 

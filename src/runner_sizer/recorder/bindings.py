@@ -1,0 +1,41 @@
+"""Pure: which history entry a pod event means."""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+from typing import Any
+
+from runner_sizer.history.keys import HistoryKey, history_key
+from runner_sizer.history.ledger import timestamp
+
+
+@dataclass(frozen=True)
+class Binding:
+    key: str
+    node: str
+    at: str
+
+
+def binding_of(pod: dict[str, Any], kind: HistoryKey, now: datetime.datetime) -> Binding | None:
+    """The (key, node, when) of a pod bound to a node, or None.
+
+    "When" is the scheduling time if known, so re-listing old pods after a
+    restart does not make them look recent.
+    """
+    node = (pod.get("spec") or {}).get("nodeName")
+    metadata = pod.get("metadata") or {}
+    key = history_key(kind, metadata)
+    if not node or key is None:
+        return None
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    scheduled = next(
+        (
+            c.get("lastTransitionTime")
+            for c in conditions
+            if c.get("type") == "PodScheduled" and c.get("status") == "True"
+        ),
+        None,
+    )
+    moment = scheduled or metadata.get("creationTimestamp")
+    return Binding(key, node, timestamp(moment) if moment else timestamp(now))

@@ -1,0 +1,113 @@
+"""Recorder configuration: flags with `RECORDER_*` env fallback, fail-fast checks."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from runner_sizer.history.keys import HistoryKey
+from runner_sizer.history.ledger import DEFAULT_MAX_BYTES
+from runner_sizer.options import (
+    Option,
+    OptionError,
+    boolean,
+    host_port,
+    parse_options,
+    positive_float,
+    positive_int,
+)
+
+ENV_PREFIX = "RECORDER_"
+
+
+@dataclass(frozen=True)
+class RecorderSettings:
+    listen_host: str = "0.0.0.0"  # noqa: S104 - probes and scrapes come over the pod network
+    listen_port: int = 8080
+    log_level: str = "info"
+    kubeconfig: str | None = None
+    namespaces: tuple[str, ...] = ()
+    label_selector: str = "pod"
+    history_key: HistoryKey = HistoryKey.RUNNER_PROJECT
+    configmap_name: str = "runner-sizer-history"
+    configmap_namespace: str = "ci-sizer"
+    flush_interval: float = 1.0
+    max_nodes_per_key: int = 3
+    max_keys: int = 5000
+    max_bytes: int = DEFAULT_MAX_BYTES
+    prune_deleted_nodes: bool = True
+    leader_elect: bool = True
+    lease_name: str = "runner-sizer-recorder"
+    lease_duration: int = 15
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
+    identity: str = ""
+
+
+def _namespaces(value: str) -> tuple[str, ...]:
+    return tuple(sorted({n.strip() for n in value.split(",") if n.strip()}))
+
+
+OPTIONS: list[Option] = [
+    ("listen-addr", host_port, ":8080", "plain-HTTP address for /healthz, /readyz, /metrics"),
+    ("log-level", str, "info", "debug, info, warning or error"),
+    ("kubeconfig", str, None, "kubeconfig path (default: in-cluster)"),
+    ("namespaces", _namespaces, "", "comma-separated namespaces to watch (default: all)"),
+    (
+        "label-selector",
+        str,
+        "pod",
+        "selects runner job pods (the `pod` label exists on every runner)",
+    ),
+    ("history-key", HistoryKey, "runner-project", "runner-project, project or project-job"),
+    ("configmap-name", str, "runner-sizer-history", "history ConfigMap name"),
+    ("configmap-namespace", str, None, "its namespace (default: POD_NAMESPACE or ci-sizer)"),
+    ("flush-interval", positive_float, "1", "seconds between batched ConfigMap writes"),
+    ("max-nodes-per-key", positive_int, "3", "distinct nodes kept per key, most recent first"),
+    ("max-keys", positive_int, "5000", "keys kept; least recently used beyond are evicted"),
+    (
+        "max-bytes",
+        positive_int,
+        str(DEFAULT_MAX_BYTES),
+        "ConfigMap data size bound (API limit 1 MiB)",
+    ),
+    (
+        "prune-deleted-nodes",
+        boolean,
+        "true",
+        "forget nodes that are deleted (needs list/watch nodes)",
+    ),
+    ("leader-elect", boolean, "true", "only the Lease holder writes (run several replicas)"),
+    ("lease-name", str, "runner-sizer-recorder", "Lease name, in the ConfigMap's namespace"),
+    ("lease-duration", positive_int, "15", "seconds a leader's lease lasts without renewal"),
+    ("renew-deadline", positive_float, "10", "seconds a leader keeps leading without a renewal"),
+    ("retry-period", positive_float, "2", "seconds between lease attempts"),
+    ("identity", str, None, "leader identity (default: POD_NAME or the hostname)"),
+]
+
+
+def load_settings(argv: Sequence[str], environ: Mapping[str, str] = os.environ) -> RecorderSettings:
+    values = parse_options(
+        "runner-sizer-recorder",
+        "Watches GitLab Runner job pods and records runner→node history in a ConfigMap.",
+        OPTIONS,
+        prefix=ENV_PREFIX,
+        argv=argv,
+        environ=environ,
+    )
+    if values["log_level"] not in ("debug", "info", "warning", "error"):
+        raise OptionError("--log-level (RECORDER_LOG_LEVEL): one of debug, info, warning, error")
+    if values["renew_deadline"] >= values["lease_duration"]:
+        raise OptionError(
+            "--renew-deadline (RECORDER_RENEW_DEADLINE): must be below --lease-duration"
+        )
+    if values["retry_period"] >= values["renew_deadline"]:
+        raise OptionError("--retry-period (RECORDER_RETRY_PERIOD): must be below --renew-deadline")
+    host, port = values.pop("listen_addr")
+    values["configmap_namespace"] = values["configmap_namespace"] or environ.get(
+        "POD_NAMESPACE", "ci-sizer"
+    )
+    values["identity"] = values["identity"] or environ.get("POD_NAME") or socket.gethostname()
+    return RecorderSettings(listen_host=host, listen_port=port, **values)
