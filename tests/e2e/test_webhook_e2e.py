@@ -114,7 +114,7 @@ def test_seeded_history_places_the_pod(
     data = {
         to_configmap_key(
             f"runner-{job.runner_short}-project-{job.project_id}"
-        ): serialize_placements([Placement(node, "2026-11-24T00:00:00Z")])
+        ): serialize_placements([Placement(node, 1_795_478_400_000)])
         for node, job in jobs.items()
     }
     cluster.kube.post(

@@ -109,10 +109,10 @@ def test_configmap_keys_round_trip_and_are_valid(key: str) -> None:
 
 def test_nodes_by_key_ignores_garbage() -> None:
     data = {
-        to_configmap_key("a/b"): '[{"node":"n1","at":"t"},{"node":"n2"}]',
-        "broken": "not json",
-        "empty": "[]",
-        "wrong": '[{"node": 3}]',
+        to_configmap_key("a/b"): "n1@1763942400000,n2@1763942300000",
+        "broken": "not a placement",
+        "empty": "",
+        "wrong": "n3@yesterday",
     }
     assert nodes_by_key(data) == {"a/b": ("n1", "n2")}
 

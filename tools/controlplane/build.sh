@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the real control-plane binaries (kube-apiserver, kube-scheduler,
-# kube-controller-manager, kubectl, etcd, helm) from the published Go modules,
+# kube-controller-manager, kubectl, etcd) and the tools the tests use (helm,
+# promtool; vegeta with `bench`) from the published Go modules,
 # version-stamped and static, into a cache keyed by version. A warm run is a
 # few stat calls.
 set -euo pipefail
@@ -9,6 +10,7 @@ K8S_VERSION="${K8S_VERSION:-v1.35.4}"
 ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
 HELM_VERSION="${HELM_VERSION:-v3.22.0}"
 VEGETA_VERSION="${VEGETA_VERSION:-v12.13.0}"
+PROMETHEUS_VERSION="${PROMETHEUS_VERSION:-v0.316.0}"
 
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cache="${RUNNER_SIZER_BIN_CACHE:-$root/.cache/bin}"
@@ -16,6 +18,7 @@ k8s_dir="$cache/kubernetes-$K8S_VERSION"
 etcd_dir="$cache/etcd-$ETCD_VERSION"
 helm_dir="$cache/helm-$HELM_VERSION"
 vegeta_dir="$cache/vegeta-$VEGETA_VERSION"
+promtool_dir="$cache/promtool-$PROMETHEUS_VERSION"
 
 need_go() {
   if ! command -v go >/dev/null 2>&1; then
@@ -101,5 +104,7 @@ fi
 build_etcd
 go_install "$helm_dir" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" \
   "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+# promtool checks metric names and alert rules in the tests.
+go_install "$promtool_dir" "github.com/prometheus/prometheus/cmd/promtool@$PROMETHEUS_VERSION"
 build_kubernetes
-for d in "$k8s_dir" "$etcd_dir" "$helm_dir"; do echo "$d"; done
+for d in "$k8s_dir" "$etcd_dir" "$helm_dir" "$promtool_dir"; do echo "$d"; done

@@ -23,12 +23,13 @@ class Binaries:
     kubectl: Path
     etcd: Path
     helm: Path
+    promtool: Path
 
 
 def ensure_binaries() -> Binaries:
     """Run the cached build and return the binaries' paths.
 
-    The build script prints one directory per component (kubernetes, etcd, helm);
+    The build script prints one directory per component (kubernetes, etcd, helm, promtool);
     a warm cache makes this a fraction of a second.
     """
     result = subprocess.run(
@@ -38,7 +39,7 @@ def ensure_binaries() -> Binaries:
         sys.stderr.write(result.stderr[-4000:])
         last_line = (result.stderr.strip().splitlines() or ["control-plane build failed"])[-1]
         raise BinariesUnavailableError(last_line)
-    kubernetes, etcd, helm = (Path(line) for line in result.stdout.split())
+    kubernetes, etcd, helm, promtool = (Path(line) for line in result.stdout.split())
     return Binaries(
         kube_apiserver=kubernetes / "kube-apiserver",
         kube_scheduler=kubernetes / "kube-scheduler",
@@ -46,4 +47,5 @@ def ensure_binaries() -> Binaries:
         kubectl=kubernetes / "kubectl",
         etcd=etcd / "etcd",
         helm=helm / "helm",
+        promtool=promtool / "promtool",
     )

@@ -75,7 +75,7 @@ def _seed(kube: KubeClient) -> None:
     for name, labels in ((SYSTEM_NAMESPACE, {}), (NAMESPACE, {"ci-sizer.devfw.io/watch": "true"})):
         kube.post("/api/v1/namespaces", {"metadata": {"name": name, "labels": labels}})
     data = {
-        to_configmap_key(key): serialize_placements([Placement(node, "2026-11-24T00:00:00Z")])
+        to_configmap_key(key): serialize_placements([Placement(node, 1_795_478_400_000)])
         for key, node in HISTORY.items()
     }
     kube.post(

@@ -17,15 +17,14 @@ History = dict[str, list[Placement]]
 DEFAULT_MAX_BYTES = 900 * 1024
 
 
-def timestamp(moment: datetime.datetime | str) -> str:
-    """One sortable text form (UTC, milliseconds) for every time we store."""
+def timestamp(moment: datetime.datetime | str) -> int:
+    """Unix milliseconds of a datetime or an RFC 3339 text (0 if unreadable)."""
     if isinstance(moment, str):
         try:
             moment = datetime.datetime.fromisoformat(moment.replace("Z", "+00:00"))
         except ValueError:
-            return "0000-00-00T00:00:00.000Z"
-    moment = moment.astimezone(datetime.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+            return 0
+    return int(moment.timestamp() * 1000)
 
 
 def _merged_placements(placements: Iterable[Placement], max_nodes: int) -> list[Placement]:
@@ -37,7 +36,7 @@ def _merged_placements(placements: Iterable[Placement], max_nodes: int) -> list[
     return sorted(newest.values(), key=lambda p: p.at, reverse=True)[:max_nodes]
 
 
-def record(history: History, key: str, node: str, at: str, max_nodes: int) -> bool:
+def record(history: History, key: str, node: str, at: int, max_nodes: int) -> bool:
     """Note that `key` ran on `node` at `at`; True if the history changed."""
     before = history.get(key, [])
     after = _merged_placements([Placement(node, at), *before], max_nodes)
@@ -83,7 +82,7 @@ def from_data(data: Mapping[str, str]) -> History:
             continue
         placements = parse_placements(value)
         if placements:
-            history[key] = [Placement(p.node, timestamp(p.at)) for p in placements]
+            history[key] = placements
     return history
 
 

@@ -1,31 +1,31 @@
-"""Where a key's pods ran, most recent first, as stored in ConfigMap values."""
+"""Where a key's pods ran, most recent first, as stored in ConfigMap values.
+
+A value is compact so 5,000 keys fit the 1 MiB object limit:
+`node@unix-milliseconds` entries joined by commas, e.g.
+`ip-10-0-7-19.ec2.internal@1764000000000,node-b@1763990000000`.
+Node names are DNS subdomains, so neither `,` nor `@` can occur in them.
+"""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
 class Placement:
     node: str
-    at: str  # RFC 3339, UTC
+    at: int  # unix time, milliseconds
 
 
 def parse_placements(value: str) -> list[Placement]:
-    """A stored value; anything malformed reads as no history."""
-    try:
-        entries = json.loads(value)
-    except ValueError:
-        return []
-    if not isinstance(entries, list):
-        return []
-    return [
-        Placement(str(e["node"]), str(e.get("at", "")))
-        for e in entries
-        if isinstance(e, dict) and isinstance(e.get("node"), str) and e["node"]
-    ]
+    """A stored value; malformed entries are skipped."""
+    placements = []
+    for entry in value.split(","):
+        node, sep, at = entry.strip().rpartition("@")
+        if sep and node and at.isdigit():
+            placements.append(Placement(node, int(at)))
+    return placements
 
 
 def serialize_placements(placements: list[Placement]) -> str:
-    return json.dumps([{"node": p.node, "at": p.at} for p in placements], separators=(",", ":"))
+    return ",".join(f"{p.node}@{p.at}" for p in placements)

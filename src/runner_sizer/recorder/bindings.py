@@ -14,7 +14,7 @@ from runner_sizer.history.ledger import timestamp
 class Binding:
     key: str
     node: str
-    at: str
+    at: int  # unix milliseconds
 
 
 def binding_of(pod: dict[str, Any], kind: HistoryKey, now: datetime.datetime) -> Binding | None:

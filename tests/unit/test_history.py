@@ -1,0 +1,138 @@
+"""History ledger, bindings and recorder settings: pure logic."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+
+from runner_sizer.history.keys import HistoryKey
+from runner_sizer.history.ledger import (
+    data_bytes,
+    drop_nodes,
+    evict,
+    from_data,
+    merge,
+    record,
+    timestamp,
+    to_data,
+)
+from runner_sizer.history.placements import Placement
+from runner_sizer.options import OptionError
+from runner_sizer.recorder.bindings import Binding, binding_of
+from runner_sizer.recorder.settings import load_settings
+
+NOW = datetime.datetime(2026, 11, 24, 1, 2, 3, 456000, tzinfo=datetime.UTC)
+
+
+def at(second: int) -> int:
+    return timestamp(NOW + datetime.timedelta(seconds=second))
+
+
+def test_timestamps_are_unix_milliseconds() -> None:
+    assert timestamp("2026-11-24T01:02:03Z") == 1_795_482_123_000
+    assert timestamp(NOW) == 1_795_482_123_456
+    assert timestamp("yesterday") == 0
+
+
+def test_record_keeps_distinct_nodes_most_recent_first() -> None:
+    history: dict[str, list[Placement]] = {}
+    assert record(history, "k", "a", at(1), 3)
+    assert record(history, "k", "b", at(2), 3)
+    assert record(history, "k", "a", at(3), 3)
+    assert not record(history, "k", "a", at(3), 3), "same binding twice changes nothing"
+    assert record(history, "k", "c", at(4), 3)
+    assert record(history, "k", "d", at(5), 3)
+    assert [p.node for p in history["k"]] == ["d", "c", "a"]
+    assert not record(history, "k", "b", at(0), 3), "older than everything kept"
+
+
+def test_merge_loses_nothing_from_either_writer() -> None:
+    ours = {"x": [Placement("a", at(5))], "y": [Placement("b", at(1))]}
+    theirs = {"x": [Placement("c", at(6)), Placement("a", at(2))], "z": [Placement("d", at(3))]}
+    merged = merge(ours, theirs, 3)
+    assert merged == {
+        "x": [Placement("c", at(6)), Placement("a", at(5))],
+        "y": [Placement("b", at(1))],
+        "z": [Placement("d", at(3))],
+    }
+
+
+def test_drop_nodes_removes_empty_keys() -> None:
+    history = {"x": [Placement("a", at(2)), Placement("b", at(1))], "y": [Placement("a", at(1))]}
+    assert drop_nodes(history, {"a"}) == 2
+    assert history == {"x": [Placement("b", at(1))]}
+
+
+def test_five_thousand_keys_fit_in_a_configmap() -> None:
+    history = {
+        f"runner-{i:08x}-project-{100000 + i}": [
+            Placement(f"ip-10-0-{i % 250}-{n}.ec2.internal", at(i - n)) for n in range(3)
+        ]
+        for i in range(5000)
+    }
+    assert evict(history, max_keys=5000) == []
+    size = data_bytes(to_data(history))
+    assert size < 1024 * 1024, size
+
+
+def test_eviction_drops_least_recently_used_first() -> None:
+    history = {f"k{i}": [Placement("n", at(i))] for i in range(10)}
+    history["k0"] = [Placement("n", at(100))]  # used most recently
+    evicted = evict(history, max_keys=7)
+    assert evicted == ["k1", "k2", "k3"]
+    assert "k0" in history and len(history) == 7
+    by_bytes = evict(history, max_keys=100, max_bytes=data_bytes(to_data(history)) - 1)
+    assert by_bytes == ["k4"]
+
+
+def test_configmap_data_round_trip() -> None:
+    history = {
+        "project-7/unit tests": [Placement("a", at(1))],
+        "plain-key": [Placement("b", at(2))],
+    }
+    assert from_data(to_data(history)) == history
+
+
+def pod(
+    labels: dict[str, str], node: str | None, scheduled: str | None = None
+) -> dict[str, object]:
+    conditions = (
+        [{"type": "PodScheduled", "status": "True", "lastTransitionTime": scheduled}]
+        if scheduled
+        else []
+    )
+    return {
+        "metadata": {"labels": labels, "creationTimestamp": "2026-11-24T00:00:00Z"},
+        "spec": {"nodeName": node} if node else {},
+        "status": {"conditions": conditions},
+    }
+
+
+def test_binding_of_a_scheduled_runner_pod() -> None:
+    labels = {"pod": "runner-abc-project-7-concurrent-2"}
+    assert binding_of(pod(labels, None), HistoryKey.RUNNER_PROJECT, NOW) is None
+    assert binding_of(pod({}, "n1"), HistoryKey.RUNNER_PROJECT, NOW) is None
+    assert binding_of(
+        pod(labels, "n1", "2026-11-24T01:00:00Z"), HistoryKey.RUNNER_PROJECT, NOW
+    ) == Binding("runner-abc-project-7", "n1", 1_795_482_000_000)
+    assert binding_of(pod(labels, "n1"), HistoryKey.RUNNER_PROJECT, NOW) == Binding(
+        "runner-abc-project-7", "n1", 1_795_478_400_000
+    )
+
+
+def test_recorder_settings() -> None:
+    settings = load_settings(
+        ["--namespaces", "b, a,,a", "--flush-interval", "0.5"], {"POD_NAME": "rec-1"}
+    )
+    assert settings.namespaces == ("a", "b")
+    assert settings.identity == "rec-1"
+    assert settings.flush_interval == 0.5
+    for argv, named in (
+        (["--flush-interval", "0"], "--flush-interval"),
+        (["--renew-deadline", "20"], "--renew-deadline"),
+        (["--max-keys", "x"], "--max-keys"),
+        (["--leader-elect", "perhaps"], "--leader-elect"),
+    ):
+        with pytest.raises(OptionError, match=f"^{named}"):
+            load_settings(argv, {})
