@@ -55,6 +55,7 @@ class _Process:
     exe: str
     log: Path
     popen: subprocess.Popen[bytes] | None = None
+    args: list[str] = field(default_factory=list)
 
 
 def _is_same_process(pid: int, exe: str) -> bool:
@@ -255,7 +256,7 @@ class LocalCluster:
 
     def _spawn(self, name: str, exe: str, args: list[str]) -> None:
         log = self.log_dir / f"{name}.log"
-        with log.open("wb") as sink:
+        with log.open("ab") as sink:
             popen = subprocess.Popen(
                 [exe, *args],
                 stdout=sink,
@@ -263,7 +264,20 @@ class LocalCluster:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
-        self.processes.append(_Process(name, popen.pid, exe, log, popen))
+        self.processes.append(_Process(name, popen.pid, exe, log, popen, args))
+
+    def restart_apiserver(self) -> None:
+        """Stop kube-apiserver and start it again on the same port: every watch breaks."""
+        old = self._process("kube-apiserver")
+        _terminate(old)
+        self.processes.remove(old)
+        self._spawn(old.name, old.exe, old.args)
+        pki = self.workdir / "pki"
+        self._wait_ready(
+            "kube-apiserver",
+            f"{self.server}/readyz",
+            cert=(str(pki / "admin.crt"), str(pki / "admin.key")),
+        )
 
     def _process(self, name: str) -> _Process:
         return next(p for p in self.processes if p.name == name)
