@@ -1,13 +1,16 @@
-"""`make demo`: the whole admission path on a local control plane.
+"""`make demo`: the whole product on a local control plane.
 
 Starts kube-apiserver/etcd/scheduler/controller-manager, a receiver stand-in
-with sample recommendations, the real webhook (registered by URL on loopback),
-seeds placement history, creates runner-shaped pods and prints what each got.
-Stops everything it started.
+with sample recommendations, the real webhook (registered by URL on loopback)
+and the real recorder. Round 1 creates runner-shaped pods (no history yet);
+the recorder writes where kube-scheduler put them; round 2 creates the next
+job of each runner/project, which the webhook steers to the same node. Prints
+what each pod got and the history ConfigMap, then stops everything it started.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -16,6 +19,7 @@ from typing import Any
 from runner_sizer.devcluster.binaries import BinariesUnavailableError, ensure_binaries
 from runner_sizer.devcluster.cluster import LocalCluster
 from runner_sizer.devcluster.receiver_standin import StandinServer, StandinState
+from runner_sizer.devcluster.recorder_process import RecorderProcess
 from runner_sizer.devcluster.runnerpods import RunnerJob, runner_pod
 from runner_sizer.devcluster.webhook_process import running_webhook
 from runner_sizer.devcluster.webhooks import (
@@ -24,8 +28,6 @@ from runner_sizer.devcluster.webhooks import (
     register_and_wait,
     url_webhook_configuration,
 )
-from runner_sizer.history.keys import to_configmap_key
-from runner_sizer.history.placements import Placement, serialize_placements
 from runner_sizer.kube.client import KubeClient
 
 NAMESPACE = "gitlab-runner"
@@ -67,21 +69,11 @@ RECOMMENDATIONS = {
         "limits": {"memory": "1Gi"},
     },
 }
-# Where earlier jobs of these runner/project pairs ran (the recorder's job, seeded here).
-HISTORY = {"runner-7fc08398-project-1000": "node-c", "runner-65d6cf52-project-1185": "node-b"}
 
 
-def _seed(kube: KubeClient) -> None:
+def _namespaces(kube: KubeClient) -> None:
     for name, labels in ((SYSTEM_NAMESPACE, {}), (NAMESPACE, {"ci-sizer.devfw.io/watch": "true"})):
         kube.post("/api/v1/namespaces", {"metadata": {"name": name, "labels": labels}})
-    data = {
-        to_configmap_key(key): serialize_placements([Placement(node, 1_795_478_400_000)])
-        for key, node in HISTORY.items()
-    }
-    kube.post(
-        f"/api/v1/namespaces/{SYSTEM_NAMESPACE}/configmaps",
-        {"metadata": {"name": "runner-sizer-history"}, "data": data},
-    )
 
 
 def _describe(pod: dict[str, Any]) -> str:
@@ -120,9 +112,15 @@ def main() -> int:
     with LocalCluster(binaries) as cluster:
         print(f"local control plane up in {cluster.started_in_seconds:.1f}s at {cluster.server}")
         kube = KubeClient.from_kubeconfig(str(cluster.kubeconfig))
-        _seed(kube)
+        _namespaces(kube)
         standin = StandinServer(StandinState(recommendations=RECOMMENDATIONS)).start()
+        recorder = RecorderProcess(
+            cluster.kubeconfig,
+            SYSTEM_NAMESPACE,
+            extra_args=[f"--namespaces={NAMESPACE}", "--flush-interval=0.5"],
+        )
         try:
+            recorder.start()
             with running_webhook(
                 standin.url,
                 f"--kubeconfig={cluster.kubeconfig}",
@@ -143,17 +141,32 @@ def main() -> int:
                     probe_pod=runner_pod(JOBS[0]),
                     active_when=has_status_annotation,
                 )
-                print(f"webhook serving at {webhook.url}, registered by URL\n")
-                _create_and_show(kube)
+                print(
+                print(f"webhook at {webhook.url} (registered by URL), recorder at {recorder.url}")
+                )
+                print("\n== round 1: first jobs, no history yet ==")
+                _create_and_show(kube, JOBS)
+                time.sleep(1.5)  # a few recorder flushes, and the webhook's watch
+                _show_history(kube)
+                print("\n== round 2: the next job of each runner/project ==")
+                _create_and_show(kube, [dataclasses.replace(job, concurrent=1) for job in JOBS])
         finally:
+            recorder.stop()
             standin.stop()
     print("\nstopped everything the demo started")
     return 0
 
 
-def _create_and_show(kube: KubeClient) -> None:
+def _show_history(kube: KubeClient) -> None:
+    stored = kube.get(f"/api/v1/namespaces/{SYSTEM_NAMESPACE}/configmaps/runner-sizer-history")
+    print(f"\n== ConfigMap {SYSTEM_NAMESPACE}/runner-sizer-history (written by the recorder) ==")
+    for key, value in sorted((stored.get("data") or {}).items()):
+        print(f"  {key}: {value}")
+
+
+def _create_and_show(kube: KubeClient, jobs: list[RunnerJob]) -> None:
     names = []
-    for job in JOBS:
+    for job in jobs:
         created = kube.post(f"/api/v1/namespaces/{NAMESPACE}/pods", runner_pod(job))
         names.append((job, created["metadata"]["name"]))
     time.sleep(1)  # let kube-scheduler bind them
