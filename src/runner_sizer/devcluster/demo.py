@@ -141,9 +141,7 @@ def main() -> int:
                     probe_pod=runner_pod(JOBS[0]),
                     active_when=has_status_annotation,
                 )
-                print(
                 print(f"webhook at {webhook.url} (registered by URL), recorder at {recorder.url}")
-                )
                 print("\n== round 1: first jobs, no history yet ==")
                 _create_and_show(kube, JOBS)
                 time.sleep(1.5)  # a few recorder flushes, and the webhook's watch
