@@ -57,3 +57,4 @@ clean:
 
 bench: venv binaries
 	$(BIN)/python -m bench.webhook $(BENCH_SECONDS)
+	$(BIN)/python -m bench.recorder
