@@ -9,6 +9,7 @@ from functools import partial
 from typing import Any
 
 import pytest
+import requests
 
 from runner_sizer.devcluster.receiver_standin import StandinServer
 from runner_sizer.devcluster.recorder_process import RecorderProcess
@@ -20,6 +21,7 @@ from runner_sizer.kube.client import KubeError
 from tests.e2e.conftest import ClusterUnderTest
 from tests.e2e.test_control_plane import preferred_node
 from tests.support.kube import bound_node, create_pod, wait_for
+from tests.support.promtool import assert_promtool_accepts
 
 FAST = ["--flush-interval=0.3"]
 StartRecorder = Callable[..., RecorderProcess]
@@ -232,3 +234,23 @@ def test_one_leader_writes_and_a_follower_takes_over(
         timeout=10,
         what="new leader writes",
     )
+
+
+def test_recorder_metrics_pass_promtool(
+    cluster: ClusterUnderTest, start_recorder: StartRecorder
+) -> None:
+    recorder = start_recorder(*FAST)
+    text = requests.get(f"{recorder.url}/metrics", timeout=5).text
+    for name in (
+        "events_total",
+        "bindings_recorded_total",
+        "configmap_writes_total",
+        "write_conflicts_total",
+        "evictions_total",
+        "history_keys",
+        "history_bytes",
+        "watch_restarts_total",
+        "leader",
+    ):
+        assert f"runner_sizer_recorder_{name}" in text, name
+    assert_promtool_accepts(text)

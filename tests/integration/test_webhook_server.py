@@ -16,6 +16,7 @@ from runner_sizer.devcluster.runnerpods import RunnerJob
 from runner_sizer.devcluster.webhook_process import WebhookProcess
 from runner_sizer.webhook.tls import ReloadingServerContext
 from tests.integration.conftest import Admission, metric_value, post_review, start_webhook
+from tests.support.promtool import assert_promtool_accepts
 from tests.support.reviews import review_for, runner_review
 
 Admit = Callable[[RunnerJob], Admission]
@@ -211,3 +212,11 @@ def test_metrics_are_exposed(webhook: WebhookProcess, admit: Admit, fresh_job: R
         assert name in text, name
     assert metric_value(webhook, "runner_sizer_webhook_mutations_total", mutation="sidecar") >= 1
     assert metric_value(webhook, "runner_sizer_webhook_cache_lookups_total", result="hit") >= 0
+
+
+def test_metric_names_pass_promtool(
+    webhook: WebhookProcess, admit: Admit, fresh_job: RunnerJob
+) -> None:
+    admit(fresh_job)
+    text = requests.get(webhook.metrics_url, timeout=5).text
+    assert_promtool_accepts(text)
