@@ -220,3 +220,16 @@ def test_metric_names_pass_promtool(
     admit(fresh_job)
     text = requests.get(webhook.metrics_url, timeout=5).text
     assert_promtool_accepts(text)
+
+
+def test_tokens_never_reach_the_logs(
+    webhook: WebhookProcess, admit: Admit, fresh_job: RunnerJob
+) -> None:
+    admission = admit(fresh_job)
+    sidecar_env = {
+        e["name"]: e.get("value") for e in admission.pod["spec"]["initContainers"][-1]["env"]
+    }
+    log = webhook.process.log_file.read_text()
+    assert '"webhook ready"' in log, "the start-up line (with the settings) is there"
+    for secret in ("read-token", "push-token", sidecar_env["COLLECTOR_PUSH_TOKEN"]):
+        assert secret not in log
