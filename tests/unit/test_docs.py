@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from runner_sizer.options import env_var
+from runner_sizer.recorder import settings as recorder_settings
 from runner_sizer.webhook.settings import OPTIONS, env_name
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
@@ -12,3 +14,9 @@ README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 def test_every_webhook_flag_is_documented() -> None:
     for flag, *_ in OPTIONS:
         assert f"`--{flag}`" in README and f"`{env_name(flag)}`" in README, flag
+
+
+def test_every_recorder_flag_is_documented() -> None:
+    for flag, *_ in recorder_settings.OPTIONS:
+        variable = env_var(recorder_settings.ENV_PREFIX, flag)
+        assert f"`--{flag}`" in README and f"`{variable}`" in README, flag
