@@ -10,7 +10,6 @@ monkey-patching.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +82,7 @@ class WebhookServer(BaseApplication):  # type: ignore[misc]
                 "root": {"handlers": ["stderr"], "level": settings.log_level.upper()},
                 "loggers": {"gunicorn.error": {"handlers": ["stderr"], "propagate": False}},
             },
-            "worker_tmp_dir": os.environ.get("WEBHOOK_WORKER_TMP_DIR") or None,
+            "worker_tmp_dir": settings.worker_tmp_dir,
             "proc_name": "runner-sizer-webhook",
             # Runtime management is not needed, and it would write under $HOME.
             "control_socket_disable": True,

@@ -75,6 +75,7 @@ class WebhookSettings:
     history_namespace: str = "ci-sizer"
     kubeconfig: str | None = None
     max_body_bytes: int = 4 * 1024 * 1024
+    worker_tmp_dir: str | None = None
 
     @property
     def sidecar_enabled(self) -> bool:
@@ -153,6 +154,7 @@ OPTIONS: list[Option] = [
     ("history-configmap", str, "runner-sizer-history", "the recorder's ConfigMap"),
     ("history-namespace", str, None, "its namespace (default: POD_NAMESPACE or ci-sizer)"),
     ("kubeconfig", str, None, "kubeconfig path (default: in-cluster)"),
+    ("worker-tmp-dir", str, None, "gunicorn heartbeat directory (a tmpfs with a read-only root)"),
     ("max-body-bytes", positive_int, str(4 * 1024 * 1024), "largest admission review accepted"),
 ]
 
@@ -253,4 +255,5 @@ def _assemble(values: dict[str, Any], environ: Mapping[str, str]) -> WebhookSett
         history_namespace=values["history_namespace"] or environ.get("POD_NAMESPACE", "ci-sizer"),
         kubeconfig=values["kubeconfig"],
         max_body_bytes=values["max_body_bytes"],
+        worker_tmp_dir=values["worker_tmp_dir"],
     )
