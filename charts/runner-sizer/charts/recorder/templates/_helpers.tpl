@@ -1,0 +1,3 @@
+{{- define "recorder.fullname" -}}
+{{- printf "%s-recorder" .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
