@@ -1,0 +1,258 @@
+"""The chart: lint, strict schema validation and the fields that matter, per ci/*-values.yaml."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate  # type: ignore[import-untyped]
+import pytest
+
+from tests.chart.conftest import (
+    CHART,
+    CI_VALUES,
+    KUBE_VERSION,
+    find,
+    helm_command,
+    one,
+    render,
+)
+
+CRD_GROUPS = ("monitoring.coreos.com/", "cert-manager.io/")
+
+
+@pytest.mark.parametrize("values_file", CI_VALUES, ids=lambda p: p.name)
+def test_lints_renders_and_validates_strictly(values_file: Path) -> None:
+    lint = helm_command("lint", str(CHART), "-f", str(values_file), "--kube-version", KUBE_VERSION)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    manifests = render(values_file)
+    for manifest in manifests:
+        if manifest["apiVersion"].startswith(CRD_GROUPS):
+            continue  # validated server-side against the real CRDs in the e2e suite
+        kubernetes_validate.validate(manifest, KUBE_VERSION.rsplit(".", 1)[0], strict=True)
+    for manifest in manifests:
+        assert_least_privilege(manifest)
+        assert_restricted(manifest)
+
+
+def assert_least_privilege(manifest: dict[str, Any]) -> None:
+    if manifest["kind"] not in ("Role", "ClusterRole"):
+        return
+    for rule in manifest["rules"]:
+        for field in ("apiGroups", "resources", "verbs", "resourceNames"):
+            assert "*" not in rule.get(field, []), (manifest["metadata"]["name"], rule)
+        assert not {"create", "delete", "patch", "deletecollection"} & set(rule["verbs"]) or (
+            rule["resources"] == ["leases"] and rule["verbs"] == ["create"]
+        ), rule
+
+
+def assert_restricted(manifest: dict[str, Any]) -> None:
+    """The `restricted` Pod Security Standard, for every pod template."""
+    if manifest["kind"] != "Deployment":
+        return
+    pod = manifest["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    for container in pod["containers"]:
+        context = container["securityContext"]
+        assert context["allowPrivilegeEscalation"] is False
+        assert context["capabilities"]["drop"] == ["ALL"]
+        assert context["readOnlyRootFilesystem"] is True
+        assert {m["mountPath"] for m in container["volumeMounts"]} >= {"/tmp"}
+    assert "hostNetwork" not in pod and "hostPID" not in pod
+
+
+def test_webhook_configuration_defaults(values: Any) -> None:
+    manifests = render(values("default"))
+    configuration = one(manifests, "MutatingWebhookConfiguration")
+    (hook,) = configuration["webhooks"]
+    assert hook["failurePolicy"] == "Ignore"
+    assert hook["timeoutSeconds"] == 5
+    assert hook["sideEffects"] == "None"
+    assert hook["reinvocationPolicy"] == "IfNeeded"
+    assert hook["matchPolicy"] == "Equivalent"
+    assert hook["rules"] == [
+        {
+            "apiGroups": [""],
+            "apiVersions": ["v1"],
+            "operations": ["CREATE"],
+            "resources": ["pods"],
+            "scope": "Namespaced",
+        }
+    ]
+    assert hook["objectSelector"] == {
+        "matchExpressions": [{"key": "job.runner.gitlab.com/pod", "operator": "Exists"}]
+    }
+    assert hook["namespaceSelector"] == {"matchLabels": {"ci-sizer.devfw.io/watch": "true"}}
+    assert hook["clientConfig"]["service"] == {
+        "name": "rs-webhook",
+        "namespace": "ci-sizer",
+        "path": "/mutate",
+        "port": 443,
+    }
+    # TLS mode helm: the caBundle is the CA stored beside the serving pair.
+    secret = one(manifests, "Secret", "rs-webhook-tls")
+    assert hook["clientConfig"]["caBundle"] == secret["data"]["ca.crt"]
+    assert b"BEGIN CERTIFICATE" in base64.b64decode(secret["data"]["tls.crt"])
+    for name in ("rs-webhook", "rs-recorder"):
+        deployment = one(manifests, "Deployment", name)
+        assert deployment["spec"]["replicas"] == 2
+    webhook_pod = one(manifests, "Deployment", "rs-webhook")["spec"]["template"]["spec"]
+    assert webhook_pod["topologySpreadConstraints"][0]["topologyKey"] == "kubernetes.io/hostname"
+    assert one(manifests, "PodDisruptionBudget")["spec"]["minAvailable"] == 1
+    env = {e["name"]: e.get("value") for e in webhook_pod["containers"][0]["env"]}
+    assert env["WEBHOOK_SIZER_READ_TOKEN_FILE"] == "/receiver/read-token"
+    assert "example-read-token-value" not in str(webhook_pod), (
+        "tokens come from a Secret, never inline"
+    )
+    receiver = one(manifests, "Secret", "rs-receiver")["stringData"]
+    assert receiver["read-token"] == "example-read-token-value"
+
+
+def test_url_client_config(values: Any) -> None:
+    hook = one(render(values("url")), "MutatingWebhookConfiguration")["webhooks"][0]
+    assert hook["clientConfig"]["url"] == "https://127.0.0.1:8443/mutate"
+    assert "service" not in hook["clientConfig"]
+
+
+def test_cert_manager_mode(values: Any) -> None:
+    manifests = render(values("cert-manager"))
+    configuration = one(manifests, "MutatingWebhookConfiguration")
+    assert (
+        configuration["metadata"]["annotations"]["cert-manager.io/inject-ca-from"]
+        == "ci-sizer/rs-webhook"
+    )
+    assert "caBundle" not in configuration["webhooks"][0]["clientConfig"]
+    certificate = one(manifests, "Certificate")
+    assert certificate["spec"]["secretName"] == "rs-webhook-tls"
+    assert "rs-webhook.ci-sizer.svc" in certificate["spec"]["dnsNames"]
+    assert one(manifests, "Issuer")["spec"] == {"selfSigned": {}}
+    assert not find(manifests, "Secret", "rs-webhook-tls")
+    assert not find(manifests, "Secret", "rs-receiver"), "an existing receiver Secret is used"
+
+
+def test_existing_secret_mode(values: Any) -> None:
+    manifests = render(values("existing-secret"))
+    hook = one(manifests, "MutatingWebhookConfiguration")["webhooks"][0]
+    assert hook["clientConfig"]["caBundle"].startswith("LS0t")
+    assert not find(manifests, "Secret")
+    pod = one(manifests, "Deployment", "rs-webhook")["spec"]["template"]["spec"]
+    tls = next(v for v in pod["volumes"] if v["name"] == "tls")
+    assert tls["secret"]["secretName"] == "my-webhook-tls"
+
+
+def test_existing_secret_mode_needs_its_ca() -> None:
+    result = helm_command(
+        "template",
+        "rs",
+        str(CHART),
+        "--kube-version",
+        KUBE_VERSION,
+        "--set",
+        "webhook.tls.mode=secret",
+        "--set",
+        "webhook.tls.secret.name=x",
+    )
+    assert result.returncode != 0 and "tls.secret.caBundle" in result.stderr
+
+
+def test_rbac_is_exactly_what_the_services_need(values: Any) -> None:
+    manifests = render(values("default"))
+    webhook_role = one(manifests, "Role", "rs-webhook")
+    assert webhook_role["rules"] == [
+        {
+            "apiGroups": [""],
+            "resources": ["configmaps"],
+            "resourceNames": ["runner-sizer-history"],
+            "verbs": ["get", "list", "watch"],
+        }
+    ]
+    recorder_role = one(manifests, "Role", "rs-recorder")
+    assert recorder_role["rules"] == [
+        {
+            "apiGroups": [""],
+            "resources": ["configmaps"],
+            "resourceNames": ["runner-sizer-history"],
+            "verbs": ["get", "update"],
+        },
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "resourceNames": ["rs-recorder"],
+            "verbs": ["get", "update"],
+        },
+    ]
+    assert one(manifests, "ClusterRole", "rs-recorder-pods")["rules"] == [
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]}
+    ]
+    assert one(manifests, "ClusterRole", "rs-recorder-nodes")["rules"] == [
+        {"apiGroups": [""], "resources": ["nodes"], "verbs": ["list", "watch"]}
+    ]
+    assert {b["metadata"]["name"] for b in find(manifests, "ClusterRoleBinding")} == {
+        "rs-recorder-pods",
+        "rs-recorder-nodes",
+    }
+
+
+def test_ha_values(values: Any) -> None:
+    manifests = render(values("ha"))
+    assert one(manifests, "HorizontalPodAutoscaler")["spec"]["maxReplicas"] == 8
+    assert "replicas" not in one(manifests, "Deployment", "rs-webhook")["spec"], (
+        "the HPA owns replicas"
+    )
+    assert len(find(manifests, "NetworkPolicy")) == 2
+    assert len(find(manifests, "ServiceMonitor")) == 2
+    assert len(find(manifests, "PrometheusRule")) == 2
+    bindings = find(manifests, "RoleBinding", "rs-recorder-pods")
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == [
+        "gitlab-runner",
+        "gitlab-runner-gpu",
+    ]
+    assert not find(manifests, "ClusterRoleBinding", "rs-recorder-pods")
+    pod = one(manifests, "Deployment", "rs-webhook")["spec"]["template"]["spec"]
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    assert env["HTTPS_PROXY"] == "http://proxy.example.internal:3128"
+    assert env["WEBHOOK_SIZING_MODE"] == "RequestsOnly"
+    assert env["WEBHOOK_MAX_MEMORY"] == "32Gi"
+    assert env["WEBHOOK_SIDECAR_VOLUME_MOUNTS"] == "runner-cache:/cache"
+    assert pod["imagePullSecrets"] == [{"name": "registry-credentials"}]
+    assert pod["priorityClassName"] == "system-cluster-critical"
+
+
+def test_features_off(values: Any) -> None:
+    manifests = render(values("features-off"))
+    assert not [m for m in manifests if m["metadata"]["name"].startswith("rs-recorder")]
+    env = {
+        e["name"]: e.get("value")
+        for e in one(manifests, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert (env["WEBHOOK_ENABLE_SIZING"], env["WEBHOOK_DRY_RUN"]) == ("false", "true")
+    assert not find(manifests, "PodDisruptionBudget")
+
+
+@pytest.mark.parametrize(
+    ("setting", "complaint"),
+    [
+        ("webhook.replicaCont=3", "additional properties 'replicaCont' not allowed"),
+        ("webhook.deadline=7", "/deadline"),
+        ("webhook.sizing.mode=Sometimes", "/sizing/mode"),
+        ("webhook.sizing.maxCpu=lots", "/sizing/maxCpu"),
+        ("global.sizer.url=ftp://x", "/global/sizer/url"),
+        ("recorder.maxKeys=0", "/maxKeys"),
+        ("webhook.tls.mode=manual", "/tls/mode"),
+    ],
+)
+def test_schema_rejects_typos_and_bad_values(setting: str, complaint: str) -> None:
+    result = helm_command(
+        "template", "rs", str(CHART), "--kube-version", KUBE_VERSION, "--set", setting
+    )
+    assert result.returncode != 0
+    assert complaint in result.stderr, result.stderr
+
+
+def test_history_configmap_is_kept_on_uninstall(values: Any) -> None:
+    configmap = one(render(values("default")), "ConfigMap", "runner-sizer-history")
+    assert configmap["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert "data" not in configmap, "the recorder owns the data; upgrades must not reset it"
