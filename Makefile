@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: help venv binaries lint test unit e2e demo bench cluster-up cluster-down clean
+.PHONY: help venv binaries lint test unit e2e demo bench chart-docs cluster-up cluster-down clean
 
 help:
 	@echo "make demo          run the demo on a local control plane"
@@ -58,3 +58,6 @@ clean:
 bench: venv binaries
 	$(BIN)/python -m bench.webhook $(BENCH_SECONDS)
 	$(BIN)/python -m bench.recorder
+
+chart-docs: binaries
+	$$(bash tools/controlplane/build.sh | sed -n 5p)/helm-docs -c charts/runner-sizer -u --skip-version-footer -g charts/runner-sizer

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import base64
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 
+from runner_sizer.devcluster.binaries import ensure_binaries
 from tests.chart.conftest import (
     CHART,
     CI_VALUES,
@@ -256,3 +258,25 @@ def test_history_configmap_is_kept_on_uninstall(values: Any) -> None:
     configmap = one(render(values("default")), "ConfigMap", "runner-sizer-history")
     assert configmap["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     assert "data" not in configmap, "the recorder owns the data; upgrades must not reset it"
+
+
+def test_chart_readme_is_generated_from_the_values() -> None:
+    readme = (CHART / "README.md").read_text()
+    generated = subprocess.run(
+        [
+            str(ensure_binaries().helm_docs),
+            "-c",
+            str(CHART),
+            "-g",
+            str(CHART),
+            "-u",
+            "--skip-version-footer",
+            "--dry-run",
+            "--log-level",
+            "error",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert generated.strip() == readme.strip(), "run `make chart-docs`"

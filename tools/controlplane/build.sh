@@ -11,6 +11,7 @@ ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
 HELM_VERSION="${HELM_VERSION:-v3.22.0}"
 VEGETA_VERSION="${VEGETA_VERSION:-v12.13.0}"
 PROMETHEUS_VERSION="${PROMETHEUS_VERSION:-v0.316.0}"
+HELM_DOCS_VERSION="${HELM_DOCS_VERSION:-v1.14.2}"
 
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cache="${RUNNER_SIZER_BIN_CACHE:-$root/.cache/bin}"
@@ -19,6 +20,7 @@ etcd_dir="$cache/etcd-$ETCD_VERSION"
 helm_dir="$cache/helm-$HELM_VERSION"
 vegeta_dir="$cache/vegeta-$VEGETA_VERSION"
 promtool_dir="$cache/promtool-$PROMETHEUS_VERSION"
+helm_docs_dir="$cache/helm-docs-$HELM_DOCS_VERSION"
 
 need_go() {
   if ! command -v go >/dev/null 2>&1; then
@@ -106,5 +108,7 @@ go_install "$helm_dir" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" \
   "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
 # promtool checks metric names and alert rules in the tests.
 go_install "$promtool_dir" "github.com/prometheus/prometheus/cmd/promtool@$PROMETHEUS_VERSION"
+# helm-docs writes the chart README from the annotated values.
+go_install "$helm_docs_dir" "github.com/norwoodj/helm-docs/cmd/helm-docs@$HELM_DOCS_VERSION"
 build_kubernetes
-for d in "$k8s_dir" "$etcd_dir" "$helm_dir" "$promtool_dir"; do echo "$d"; done
+for d in "$k8s_dir" "$etcd_dir" "$helm_dir" "$promtool_dir" "$helm_docs_dir"; do echo "$d"; done

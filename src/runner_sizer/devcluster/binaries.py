@@ -24,12 +24,14 @@ class Binaries:
     etcd: Path
     helm: Path
     promtool: Path
+    helm_docs: Path
 
 
 def ensure_binaries() -> Binaries:
     """Run the cached build and return the binaries' paths.
 
-    The build script prints one directory per component (kubernetes, etcd, helm, promtool);
+    The build script prints one directory per component (kubernetes, etcd, helm, promtool,
+    helm-docs);
     a warm cache makes this a fraction of a second.
     """
     result = subprocess.run(
@@ -39,7 +41,7 @@ def ensure_binaries() -> Binaries:
         sys.stderr.write(result.stderr[-4000:])
         last_line = (result.stderr.strip().splitlines() or ["control-plane build failed"])[-1]
         raise BinariesUnavailableError(last_line)
-    kubernetes, etcd, helm, promtool = (Path(line) for line in result.stdout.split())
+    kubernetes, etcd, helm, promtool, helm_docs = (Path(line) for line in result.stdout.split())
     return Binaries(
         kube_apiserver=kubernetes / "kube-apiserver",
         kube_scheduler=kubernetes / "kube-scheduler",
@@ -48,4 +50,5 @@ def ensure_binaries() -> Binaries:
         etcd=etcd / "etcd",
         helm=helm / "helm",
         promtool=promtool / "promtool",
+        helm_docs=helm_docs / "helm-docs",
     )
