@@ -12,6 +12,8 @@ HELM_VERSION="${HELM_VERSION:-v3.22.0}"
 VEGETA_VERSION="${VEGETA_VERSION:-v12.13.0}"
 PROMETHEUS_VERSION="${PROMETHEUS_VERSION:-v0.316.0}"
 HELM_DOCS_VERSION="${HELM_DOCS_VERSION:-v1.14.2}"
+PROMETHEUS_OPERATOR_VERSION="${PROMETHEUS_OPERATOR_VERSION:-v0.85.0}"
+CERT_MANAGER_VERSION="${CERT_MANAGER_VERSION:-v1.21.2}"
 
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cache="${RUNNER_SIZER_BIN_CACHE:-$root/.cache/bin}"
@@ -93,6 +95,33 @@ go_install() (
   fi
   rm -rf "$dir"; mv "$dir.tmp" "$dir"
 )
+
+# CRD manifests ship inside the projects' Go module zips.
+module_dir() (
+  cd "$(mktemp -d)"
+  printf 'module runner-sizer/crds\n\ngo 1.25\n' > go.mod
+  GOFLAGS=-mod=mod go mod download -json "$1" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p'
+)
+
+if [ "${1:-}" = "crds" ]; then
+  crd_dir="$cache/crds-prometheus-operator-$PROMETHEUS_OPERATOR_VERSION-cert-manager-$CERT_MANAGER_VERSION"
+  if [ ! -d "$crd_dir" ]; then
+    need_go
+    po="$(module_dir "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION")"
+    cm="$(module_dir "github.com/cert-manager/cert-manager@$CERT_MANAGER_VERSION")"
+    if [ -z "$po" ] || [ -z "$cm" ]; then
+      echo "build.sh: cannot fetch the CRD modules from the Go module proxy" >&2
+      exit 3
+    fi
+    mkdir -p "$crd_dir.tmp"
+    cp "$po"/example/prometheus-operator-crd/monitoring.coreos.com_{servicemonitors,prometheusrules}.yaml "$crd_dir.tmp/"
+    cp "$cm"/deploy/crds/cert-manager.io_{certificates,issuers}.yaml "$crd_dir.tmp/"
+    chmod 644 "$crd_dir.tmp"/*
+    rm -rf "$crd_dir"; mv "$crd_dir.tmp" "$crd_dir"
+  fi
+  echo "$crd_dir"
+  exit 0
+fi
 
 if [ "${1:-}" = "bench" ]; then
   # The load generator for `make bench` only.
