@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from runner_sizer.kube.client import JSON, KubeClient
@@ -47,3 +49,20 @@ def create_pod(
 def bound_node(kube: KubeClient, namespace: str, name: str) -> str | None:
     node: str | None = kube.get(pods_path(namespace, name))["spec"].get("nodeName")
     return node
+
+
+def token_kubeconfig(path: Path, kube: KubeClient, token: str) -> Path:
+    """A kubeconfig for the same server that authenticates with `token` only."""
+    cluster: dict[str, Any] = {"server": kube.server}
+    if isinstance(kube.session.verify, str):
+        cluster["certificate-authority"] = kube.session.verify
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "c", "cluster": cluster}],
+        "users": [{"name": "u", "user": {"token": token}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+        "current-context": "c",
+    }
+    path.write_text(json.dumps(config))
+    return path

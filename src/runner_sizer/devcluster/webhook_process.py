@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from runner_sizer.devcluster.cluster import free_port
-from runner_sizer.devcluster.pki import CertificateAuthority
+from runner_sizer.devcluster.pki import CertificateAuthority, KeyPair
 from runner_sizer.devcluster.service_process import ServiceProcess
 
 SCRIPT = Path(sys.executable).with_name("runner-sizer-webhook")
@@ -52,16 +52,24 @@ class WebhookProcess:
 
     def write_serving_cert(self, ca: CertificateAuthority | None = None) -> None:
         """(Re)issue the serving pair; replaced atomically, as a Secret update would."""
-        pair = (ca or self.ca).serving("runner-sizer-webhook")
+        self.write_serving_pair((ca or self.ca).serving("runner-sizer-webhook"))
+
+    def write_serving_pair(self, pair: KeyPair) -> None:
         staging = self.workdir / "staging"
         staging.mkdir(exist_ok=True)
         cert, key = pair.write(staging, "tls")
         os.replace(key, self.workdir / "tls.key")
         os.replace(cert, self.workdir / "tls.crt")
 
-    def start(self, timeout: float = 20.0) -> WebhookProcess:
-        self.ca_file.write_bytes(self.ca.cert_pem)
-        self.write_serving_cert()
+    def start(
+        self, timeout: float = 20.0, serving: KeyPair | None = None, serving_ca: bytes = b""
+    ) -> WebhookProcess:
+        """Serve `serving` (signed by `serving_ca`, e.g. what Helm generated), else a fresh pair."""
+        self.ca_file.write_bytes(serving_ca or self.ca.cert_pem)
+        if serving is None:
+            self.write_serving_cert()
+        else:
+            self.write_serving_pair(serving)
         args = [
             str(SCRIPT),
             f"--listen-addr=127.0.0.1:{self.port}",

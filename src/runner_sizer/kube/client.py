@@ -38,7 +38,7 @@ class _BearerFromConfiguration(requests.auth.AuthBase):
         self._configuration = configuration
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        value = self._configuration.get_api_key_with_prefix("authorization")
+        value = self._configuration.get_api_key_with_prefix("BearerToken", alias="authorization")
         if value:
             request.headers["Authorization"] = value
         return request
