@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: help venv binaries lint test unit e2e demo bench chart-docs cluster-up cluster-down clean
+.PHONY: help venv binaries lint test unit e2e e2e-kind demo bench chart-docs cluster-up cluster-down clean
 
 help:
 	@echo "make demo          run the demo on a local control plane"
@@ -28,6 +28,7 @@ lint: venv
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
+	$(BIN)/hadolint services/webhook/Dockerfile services/recorder/Dockerfile
 
 unit: venv
 	$(BIN)/pytest tests/unit
@@ -61,3 +62,6 @@ bench: venv binaries
 
 chart-docs: binaries
 	$$(bash tools/controlplane/build.sh | sed -n 5p)/helm-docs -c charts/runner-sizer -u --skip-version-footer -g charts/runner-sizer
+
+e2e-kind: venv
+	bash tools/kind/e2e.sh

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import yaml
+
 from runner_sizer.options import env_var
 from runner_sizer.recorder import settings as recorder_settings
 from runner_sizer.webhook.settings import OPTIONS, env_name
 
-README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+ROOT = Path(__file__).resolve().parents[2]
+README = (ROOT / "README.md").read_text()
 
 
 def test_every_webhook_flag_is_documented() -> None:
@@ -20,3 +23,13 @@ def test_every_recorder_flag_is_documented() -> None:
     for flag, *_ in recorder_settings.OPTIONS:
         variable = env_var(recorder_settings.ENV_PREFIX, flag)
         assert f"`--{flag}`" in README and f"`{variable}`" in README, flag
+
+
+def test_docker_compose_sets_only_real_settings() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yaml").read_text())
+    known = {env_name(flag) for flag, *_ in OPTIONS} | {
+        env_var(recorder_settings.ENV_PREFIX, flag) for flag, *_ in recorder_settings.OPTIONS
+    }
+    for name, service in compose["services"].items():
+        for variable in service.get("environment", {}):
+            assert variable in known, f"{name}: {variable}"
