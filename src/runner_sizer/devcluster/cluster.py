@@ -23,10 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import requests
-
 from runner_sizer.devcluster.binaries import Binaries
 from runner_sizer.devcluster.pki import CertificateAuthority, signing_key
+from runner_sizer.devcluster.service_process import poll_until_ok
 from runner_sizer.kube.client import STRATEGIC_MERGE_PATCH, KubeClient
 
 ADMIN_USER = "runner-sizer-admin"
@@ -285,23 +284,16 @@ class LocalCluster:
     def _wait_ready(
         self, name: str, url: str, cert: tuple[str, str] | None = None, timeout: float = 60.0
     ) -> None:
-        proc = self._process(name)
-        deadline = time.monotonic() + timeout
-        last_error = ""
-        while time.monotonic() < deadline:
-            if proc.popen is not None and proc.popen.poll() is not None:
-                raise ClusterStartError(f"{name} exited: {self.log_tail(name)}")
-            try:
-                response = requests.get(url, cert=cert, verify=str(self.ca_file), timeout=2)
-                if response.status_code == 200:
-                    return
-                last_error = f"{response.status_code} {response.text[-300:]}"
-            except requests.RequestException as error:
-                last_error = str(error)
-            time.sleep(0.1)
-        raise ClusterStartError(
-            f"{name} not ready after {timeout}s ({last_error}): {self.log_tail(name)}"
+        popen = self._process(name).popen
+        problem = poll_until_ok(
+            url,
+            exited=lambda: popen is not None and popen.poll() is not None,
+            verify=str(self.ca_file),
+            cert=cert,
+            timeout=timeout,
         )
+        if problem:
+            raise ClusterStartError(f"{name} {problem}: {self.log_tail(name)}")
 
     def log_tail(self, name: str, lines: int = 20) -> str:
         text = self._process(name).log.read_text(errors="replace")

@@ -6,10 +6,39 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import requests
+
+
+def poll_until_ok(
+    url: str,
+    *,
+    exited: Callable[[], bool],
+    verify: str | bool = True,
+    cert: tuple[str, str] | None = None,
+    timeout: float = 20.0,
+) -> str:
+    """GET `url` until it answers 200 (returns ""), the process exits or time runs out.
+
+    Returns what went wrong otherwise: the exit, or the last answer or error.
+    """
+    deadline = time.monotonic() + timeout
+    answer = "no answer"
+    while time.monotonic() < deadline:
+        if exited():
+            return "exited"
+        try:
+            response = requests.get(url, verify=verify, cert=cert, timeout=2)
+            if response.ok:
+                return ""
+            answer = f"{response.status_code} {response.text[-300:]}"
+        except requests.RequestException as error:
+            answer = str(error)
+        time.sleep(0.1)
+    return f"not OK after {timeout}s ({answer})"
 
 
 @dataclass
@@ -33,22 +62,11 @@ class ServiceProcess:
 
     def wait_until_ok(self, url: str, verify: str | bool = True, timeout: float = 20.0) -> None:
         """Poll `url` until it answers 200; fail early if the process exits."""
-        deadline = time.monotonic() + timeout
-        answer = ""
-        while time.monotonic() < deadline:
-            if self.popen is not None and self.popen.poll() is not None:
-                raise RuntimeError(f"{self.name} exited: {self.log_tail()}")
-            try:
-                response = requests.get(url, verify=verify, timeout=2)
-                if response.ok:
-                    return
-                answer = response.text
-            except requests.RequestException as error:
-                answer = str(error)
-            time.sleep(0.1)
-        raise RuntimeError(
-            f"{self.name}: {url} not OK after {timeout}s ({answer}): {self.log_tail()}"
+        problem = poll_until_ok(
+            url, exited=lambda: not self.running, verify=verify, timeout=timeout
         )
+        if problem:
+            raise RuntimeError(f"{self.name}: {url} {problem}: {self.log_tail()}")
 
     @property
     def running(self) -> bool:
