@@ -44,7 +44,7 @@ def build_metrics(registry: CollectorRegistry | None) -> WebhookMetrics:
     return WebhookMetrics(
         admissions=Counter(
             f"{PREFIX}_admissions_total",
-            "Admission reviews answered, by outcome (mutated, dry_run, ignored, invalid).",
+            "Admission reviews by outcome: mutated, annotated, dry_run, ignored, invalid, error.",
             ["outcome"],
             registry=registry,
         ),
