@@ -11,17 +11,22 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gunicorn.app.base import BaseApplication
 from prometheus_client import CollectorRegistry, multiprocess, start_http_server
 
 from runner_sizer.webhook.settings import WebhookSettings
 
+if TYPE_CHECKING:
+    from flask import Flask
+
+    from runner_sizer.webhook.app import Services
+
 log = logging.getLogger(__name__)
 
 
-def _build_services(settings: WebhookSettings) -> Any:
+def _build_services(settings: WebhookSettings) -> Services:
     from runner_sizer.kube.client import KubeClient  # noqa: PLC0415 - after monkey-patching
     from runner_sizer.webhook.app import Services  # noqa: PLC0415
     from runner_sizer.webhook.history_view import HistoryView  # noqa: PLC0415
@@ -103,7 +108,7 @@ class WebhookServer(BaseApplication):  # type: ignore[misc]
             },
         )
 
-    def load(self) -> Any:
+    def load(self) -> Flask:
         from runner_sizer.webhook.app import create_app  # noqa: PLC0415
 
         return create_app(_build_services(self.settings))
