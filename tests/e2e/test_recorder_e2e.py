@@ -111,7 +111,7 @@ def test_the_cache_affinity_loop_closes(
             timeout=10,
             what="recorder to write every binding",
         )
-        assert time.monotonic() - started < 0.3 + 2.0, "recorded within a flush interval (+ slack)"
+        assert time.monotonic() - started < 0.3 + 3.0, "recorded within a flush interval (+ slack)"
         for node, job in jobs.items():
             second = runner_pod(RunnerJob(runner_short=job.runner_short, concurrent=1))
 
@@ -226,7 +226,7 @@ def test_one_leader_writes_and_a_follower_takes_over(
     wait_for(
         lambda: follower.metric("runner_sizer_recorder_leader") == 1, timeout=15, what="failover"
     )
-    assert time.monotonic() - killed < 3 + 1.5, "takes over within the lease duration"
+    assert time.monotonic() - killed < 3 + 2.0, "takes over within the lease duration (+ one retry)"
     late = new_job()
     create_pod(cluster.kube, namespace, bound_pod(late, "node-b"))
     wait_for(
