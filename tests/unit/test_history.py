@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from runner_sizer.history.keys import HistoryKey
 from runner_sizer.history.ledger import (
@@ -21,6 +22,8 @@ from runner_sizer.history.placements import Placement
 from runner_sizer.options import OptionError
 from runner_sizer.recorder.bindings import Binding, binding_of
 from runner_sizer.recorder.settings import load_settings
+from runner_sizer.webhook.history_view import HistoryView
+from runner_sizer.webhook.metrics import build_metrics
 
 NOW = datetime.datetime(2026, 11, 24, 1, 2, 3, 456000, tzinfo=datetime.UTC)
 
@@ -136,3 +139,19 @@ def test_recorder_settings() -> None:
     ):
         with pytest.raises(OptionError, match=f"^{named}"):
             load_settings(argv, {})
+
+
+def test_history_view_follows_configmap_updates() -> None:
+    view = HistoryView(lambda: None, "ns", "cm", build_metrics(CollectorRegistry()))  # type: ignore[arg-type, return-value]
+    history = {
+        "a": [Placement("n1", at(1))],
+        "b/c": [Placement("n2", at(2)), Placement("n3", at(1))],
+    }
+    view._changed("ADDED", {"data": to_data(history)})
+    assert (view.nodes("a"), view.nodes("b/c"), view.nodes("x")) == (("n1",), ("n2", "n3"), ())
+    history["a"] = [Placement("n4", at(3)), Placement("n1", at(1))]
+    del history["b/c"]
+    view._changed("MODIFIED", {"data": to_data(history)})
+    assert (view.nodes("a"), view.nodes("b/c")) == (("n4", "n1"), ())
+    view._changed("DELETED", {})
+    assert view.nodes("a") == ()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from runner_sizer.history.keys import HistoryKey, from_configmap_key, history_key, to_configmap_key
-from runner_sizer.history.ledger import nodes_by_key
+from runner_sizer.history.ledger import from_data
 from runner_sizer.webhook.quantity import QuantityError, format_cpu, format_memory, parse_quantity
 from runner_sizer.webhook.settings import SettingsError, load_settings
 from runner_sizer.webhook.sizing import (
@@ -107,14 +107,14 @@ def test_configmap_keys_round_trip_and_are_valid(key: str) -> None:
     assert from_configmap_key(stored) == key
 
 
-def test_nodes_by_key_ignores_garbage() -> None:
+def test_from_data_ignores_garbage() -> None:
     data = {
         to_configmap_key("a/b"): "n1@1763942400000,n2@1763942300000",
         "broken": "not a placement",
         "empty": "",
         "wrong": "n3@yesterday",
     }
-    assert nodes_by_key(data) == {"a/b": ("n1", "n2")}
+    assert {k: [p.node for p in v] for k, v in from_data(data).items()} == {"a/b": ["n1", "n2"]}
 
 
 def test_settings_flags_win_over_env(tmp_path: Path) -> None:

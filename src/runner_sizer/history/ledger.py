@@ -73,17 +73,18 @@ def to_data(history: Mapping[str, list[Placement]]) -> dict[str, str]:
     return {to_configmap_key(k): serialize_placements(v) for k, v in history.items() if v}
 
 
+def decode_entry(stored_key: str, value: str) -> tuple[str, list[Placement]] | None:
+    """One ConfigMap data item → (history key, placements); None if unusable."""
+    try:
+        key = from_configmap_key(stored_key)
+    except ValueError:
+        return None
+    placements = parse_placements(value)
+    return (key, placements) if placements else None
+
+
 def from_data(data: Mapping[str, str]) -> History:
-    history: History = {}
-    for stored_key, value in data.items():
-        try:
-            key = from_configmap_key(stored_key)
-        except ValueError:
-            continue
-        placements = parse_placements(value)
-        if placements:
-            history[key] = placements
-    return history
+    return dict(entry for entry in (decode_entry(k, v) for k, v in data.items()) if entry)
 
 
 def data_bytes(data: Mapping[str, str]) -> int:
@@ -106,8 +107,3 @@ def evict(history: History, max_keys: int, max_bytes: int = DEFAULT_MAX_BYTES) -
         del history[key]
         evicted.append(key)
     return evicted
-
-
-def nodes_by_key(data: Mapping[str, str]) -> dict[str, tuple[str, ...]]:
-    """ConfigMap `data` → key → nodes, most recent first (what the webhook needs)."""
-    return {key: tuple(p.node for p in placements) for key, placements in from_data(data).items()}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from runner_sizer.history.ledger import nodes_by_key
+from runner_sizer.history.ledger import decode_entry
 from runner_sizer.kube.client import JSON, KubeClient
 from runner_sizer.kube.informer import ListWatch
 from runner_sizer.webhook.metrics import WebhookMetrics
@@ -24,6 +24,10 @@ class HistoryView:
     ) -> None:
         self._metrics = metrics
         self._nodes: dict[str, tuple[str, ...]] = {}
+        # stored key → (stored value, history key, nodes): a ConfigMap update only
+        # re-parses the entries that changed, so a large history costs the
+        # admission path (same worker) next to nothing per recorder flush.
+        self._parsed: dict[str, tuple[str, str, tuple[str, ...]]] = {}
         self.synced = False
         self.problem = "history not read yet"
         self._watch = ListWatch(
@@ -45,7 +49,17 @@ class HistoryView:
         self._watch.stop.set()
 
     def _replace(self, data: Mapping[str, str] | None) -> None:
-        self._nodes = nodes_by_key(data or {})
+        parsed: dict[str, tuple[str, str, tuple[str, ...]]] = {}
+        for stored_key, value in (data or {}).items():
+            known = self._parsed.get(stored_key)
+            if known is not None and known[0] == value:
+                parsed[stored_key] = known
+                continue
+            entry = decode_entry(stored_key, value)
+            if entry is not None:
+                parsed[stored_key] = (value, entry[0], tuple(p.node for p in entry[1]))
+        self._parsed = parsed
+        self._nodes = {key: nodes for _, key, nodes in parsed.values()}
         self._metrics.history_keys.set(len(self._nodes))
 
     def _listed(self, items: list[JSON]) -> None:
