@@ -7,9 +7,12 @@ Prints one JSON line per scenario. Realistic ~11 KB runner pod reviews
 from __future__ import annotations
 
 import base64
+import itertools
+import os
 import json
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -17,12 +20,18 @@ from typing import Any
 
 import requests
 
-from runner_sizer.devcluster.binaries import BUILD_SCRIPT
+from runner_sizer.devcluster.binaries import BUILD_SCRIPT, ensure_binaries
+from runner_sizer.devcluster.cluster import LocalCluster
 from runner_sizer.devcluster.receiver_standin import StandinServer, StandinState
 from runner_sizer.devcluster.webhook_process import WebhookProcess, running_webhook
+from runner_sizer.history.keys import HistoryKey, history_key
+from runner_sizer.history.ledger import to_data
+from runner_sizer.history.placements import Placement
+from runner_sizer.kube.client import KubeClient
 from runner_sizer.webhook.identity import container_env, job_identity
 from tests.support.reviews import SAMPLES
 
+UPDATE_EVERY = float(os.environ.get("BENCH_HISTORY_UPDATE_EVERY", "1.0"))
 RECOMMENDED = {
     "requests": {"cpu": "1500m", "memory": "3Gi"},
     "limits": {"cpu": "2", "memory": "4Gi"},
@@ -126,6 +135,59 @@ def measured(
     print(json.dumps(summarize(name, report, **extra)), flush=True)
 
 
+def with_live_history(
+    cluster: LocalCluster,
+    standin: StandinServer,
+    tool: Path,
+    reviews: list[dict[str, Any]],
+    seconds: int,
+) -> dict[str, Any]:
+    """Affinity on, 5,000 history keys (the samples' among them), one key rewritten every second."""
+    kube = KubeClient.from_kubeconfig(str(cluster.kubeconfig))
+    kube.post("/api/v1/namespaces", {"metadata": {"name": "ci-sizer"}})
+    history = {
+        f"runner-{i:08x}-project-{100000 + i}": [
+            Placement(f"ip-10-0-{i % 250}-{n}.ec2.internal", i - n) for n in range(3)
+        ]
+        for i in range(5000)
+    }
+    for review in reviews:
+        key = history_key(HistoryKey.RUNNER_PROJECT, review["request"]["object"]["metadata"])
+        assert key is not None
+        history[key] = [Placement("node-b", 10**12)]
+    path = "/api/v1/namespaces/ci-sizer/configmaps"
+    kube.post(path, {"metadata": {"name": "runner-sizer-history"}, "data": to_data(history)})
+    stop = threading.Event()
+
+    def recorder_like_writes() -> None:
+        for tick in itertools.count():
+            if stop.wait(UPDATE_EVERY):
+                return
+            history[f"runner-{tick % 5000:08x}-project-{100000 + tick % 5000}"] = [
+                Placement("node-c", 10**12 + tick)
+            ]
+            kube.patch(f"{path}/runner-sizer-history", {"data": to_data(history)})
+
+    writer = threading.Thread(target=recorder_like_writes, daemon=True)
+    with running_webhook(
+        standin.url,
+        "--log-level=warning",
+        f"--kubeconfig={cluster.kubeconfig}",
+        "--history-namespace=ci-sizer",
+    ) as webhook:
+        webhook.wait_ready()
+        for review in reviews:
+            for _ in range(4):
+                requests.post(
+                    f"{webhook.url}/mutate", json=review, verify=str(webhook.ca_file), timeout=5
+                )
+        writer.start()
+        try:
+            return attack(tool, webhook, reviews, rate=1000, seconds=seconds, workers=16)
+        finally:
+            stop.set()
+
+
 def main(argv: list[str]) -> int:
     seconds = int(argv[0]) if argv else 60
     tool = vegeta()
@@ -151,6 +213,12 @@ def main(argv: list[str]) -> int:
                 "open_loop_1000rps_warm",
                 state,
                 partial(attack, tool, webhook, reviews, rate=1000, seconds=seconds, workers=16),
+            )
+        with LocalCluster(ensure_binaries()) as cluster:
+            measured(
+                "open_loop_1000rps_affinity_5000_keys_live_history",
+                state,
+                partial(with_live_history, cluster, standin, tool, reviews, seconds),
             )
         state.set_mode("slow", delay=0.005)
         uncached = ("--cache-ttl=0.001", "--negative-cache-ttl=0.001")

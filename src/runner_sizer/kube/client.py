@@ -134,10 +134,19 @@ class KubeClient:
             self.server + path, params=query, stream=True, timeout=(self.timeout, read_timeout)
         ) as response:
             _raise_for_status(response)
-            for line in response.iter_lines(chunk_size=None):
-                if line:
-                    event: JSON = json.loads(line)
-                    yield event
+            # One event per line. A ConfigMap event can be ~1 MB arriving in many
+            # chunks: search each byte once (requests' iter_lines re-splits it all).
+            buffer = bytearray()
+            for chunk in response.iter_content(chunk_size=None):
+                searched = len(buffer)
+                buffer += chunk
+                while (end := buffer.find(b"\n", searched)) >= 0:
+                    line = bytes(buffer[:end])
+                    del buffer[: end + 1]
+                    searched = 0
+                    if line.strip():
+                        event: JSON = json.loads(line)
+                        yield event
 
 
 def _raise_for_status(response: requests.Response) -> None:
