@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import base64
 import itertools
-import os
 import json
+import os
 import subprocess
 import sys
 import threading
