@@ -280,3 +280,13 @@ def test_chart_readme_is_generated_from_the_values() -> None:
         check=True,
     ).stdout
     assert generated.strip() == readme.strip(), "run `make chart-docs`"
+
+
+def test_receiver_ca_reaches_the_webhook_with_an_existing_token_secret(values: Any) -> None:
+    manifests = render(values("existing-secret"))
+    ca = one(manifests, "ConfigMap", "rs-receiver-ca")["data"]["ca.crt"]
+    assert "BEGIN CERTIFICATE" in ca
+    pod = one(manifests, "Deployment", "rs-webhook")["spec"]["template"]["spec"]
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+    assert env["WEBHOOK_SIZER_CA_FILE"] == f"{mounts['receiver-ca']}/ca.crt"
