@@ -6,6 +6,7 @@ import socket
 import ssl
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import requests
 from cryptography import x509
@@ -13,7 +14,7 @@ from cryptography import x509
 from runner_sizer.devcluster.pki import CertificateAuthority
 from runner_sizer.devcluster.receiver_standin import StandinServer
 from runner_sizer.devcluster.runnerpods import RunnerJob
-from runner_sizer.devcluster.webhook_process import WebhookProcess
+from runner_sizer.devcluster.webhook_process import WebhookProcess, webhook_for
 from runner_sizer.webhook.tls import ReloadingServerContext
 from tests.integration.conftest import Admission, metric_value, post_review, start_webhook
 from tests.support.promtool import assert_promtool_accepts
@@ -233,3 +234,29 @@ def test_tokens_never_reach_the_logs(
     assert '"webhook ready"' in log, "the start-up line (with the settings) is there"
     for secret in ("read-token", "push-token", sidecar_env["COLLECTOR_PUSH_TOKEN"]):
         assert secret not in log
+
+
+def test_receiver_behind_a_private_ca(
+    tmp_path: Path, fresh_job: RunnerJob, standin: StandinServer
+) -> None:
+    """--sizer-ca-file wins over REQUESTS_CA_BUNDLE and the system store."""
+    private = CertificateAuthority("receiver-private-ca")
+    cert, key = private.serving("receiver").write(tmp_path, "receiver")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    secured = StandinServer(standin.state, tls=context).start()
+    ca_file = tmp_path / "receiver-ca.crt"
+    ca_file.write_bytes(private.cert_pem)
+    trusting = webhook_for(secured.url, "--enable-affinity=false", f"--sizer-ca-file={ca_file}")
+    trusting.env = {**trusting.env, "REQUESTS_CA_BUNDLE": "/etc/ssl/certs/ca-certificates.crt"}
+    untrusting = webhook_for(secured.url, "--enable-affinity=false")
+    try:
+        assert post_review(trusting.start(), runner_review(fresh_job)).status["sizing"] == "applied"
+        assert (
+            post_review(untrusting.start(), runner_review(fresh_job)).status["sizing"]
+            == "skipped:receiver_error"
+        )
+    finally:
+        trusting.stop()
+        untrusting.stop()
+        secured.stop()

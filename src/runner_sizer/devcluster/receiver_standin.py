@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import logging
+import ssl
 import threading
 import time
 from collections import Counter
@@ -99,18 +100,24 @@ class StandinServer:
     """The stand-in on a loopback port, served from a background thread."""
 
     def __init__(
-        self, state: StandinState | None = None, host: str = "127.0.0.1", port: int = 0
+        self,
+        state: StandinState | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
+        """`tls` serves HTTPS (a receiver behind a private CA)."""
         self.state = state or StandinState()
+        self._scheme = "https" if tls else "http"
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
         self._server: BaseWSGIServer = make_server(
-            host, port, create_standin_app(self.state), threaded=True
+            host, port, create_standin_app(self.state), threaded=True, ssl_context=tls
         )
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_port}"
+        return f"{self._scheme}://127.0.0.1:{self._server.server_port}"
 
     def start(self) -> StandinServer:
         self._thread.start()
