@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import requests
+
 from runner_sizer.devcluster.binaries import Binaries
 from runner_sizer.devcluster.pki import CertificateAuthority, signing_key
 from runner_sizer.devcluster.service_process import poll_until_ok
@@ -123,6 +125,7 @@ class LocalCluster:
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="runner-sizer-cp-")))
     processes: list[_Process] = field(default_factory=list)
     api_port: int = 0
+    etcd_url: str = ""
     started_in_seconds: float = 0.0
 
     @property
@@ -170,6 +173,7 @@ class LocalCluster:
         sa_public, sa_key = signing_key().write(pki, "service-account")
 
         etcd_port, etcd_peer_port = free_port(), free_port()
+        self.etcd_url = f"http://127.0.0.1:{etcd_port}"
         self._spawn(
             "etcd",
             str(self.binaries.etcd),
@@ -207,6 +211,8 @@ class LocalCluster:
                 # No kubelet mounts tokens and no kubelet clears not-ready taints.
                 "--disable-admission-plugins=ServiceAccount,TaintNodesByCondition",
                 "--allow-privileged=true",
+                # ConfigMap watches go to etcd, so a compaction makes old versions Gone (410).
+                "--watch-cache-sizes=configmaps#0",
             ],
         )
         self.kubeconfig.write_text(
@@ -277,6 +283,22 @@ class LocalCluster:
             f"{self.server}/readyz",
             cert=(str(pki / "admin.crt"), str(pki / "admin.key")),
         )
+
+    def compact_etcd(self) -> int:
+        """Compact etcd up to its current revision: older resourceVersions are Gone (410)."""
+        with requests.Session() as etcd:
+            etcd.trust_env = False
+            revision = int(
+                etcd.post(f"{self.etcd_url}/v3/kv/range", json={"key": "AA=="}, timeout=5).json()[
+                    "header"
+                ]["revision"]
+            )
+            etcd.post(
+                f"{self.etcd_url}/v3/kv/compaction",
+                json={"revision": revision, "physical": True},
+                timeout=10,
+            ).raise_for_status()
+        return revision
 
     def _process(self, name: str) -> _Process:
         return next(p for p in self.processes if p.name == name)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from runner_sizer.kube.client import JSON, KubeClient, KubeError
@@ -71,6 +71,19 @@ class ListWatch:
                 return version
             params["continue"] = token
 
+    def _events(self, kube: KubeClient, params: Mapping[str, str | int]) -> Iterator[JSON]:
+        """The watch stream; Gone (410) as an answer or as an event means list again."""
+        try:
+            for event in kube.watch(self.path, params, read_timeout=WATCH_SECONDS + 30):
+                obj = event.get("object") or {}
+                if event.get("type") == "ERROR" and obj.get("code") == 410:
+                    raise _Relist
+                yield event
+        except KubeError as error:
+            if error.status == 410:
+                raise _Relist from error
+            raise
+
     def _list_and_watch(self, kube: KubeClient) -> None:
         version = self._list(kube)
         while not self.stop.is_set():
@@ -80,11 +93,9 @@ class ListWatch:
                 "allowWatchBookmarks": "true",
                 "timeoutSeconds": WATCH_SECONDS,
             }
-            for event in kube.watch(self.path, params, read_timeout=WATCH_SECONDS + 30):
+            for event in self._events(kube, params):
                 kind, obj = str(event.get("type")), event.get("object") or {}
                 if kind == "ERROR":
-                    if obj.get("code") == 410:
-                        raise _Relist
                     raise KubeError(
                         int(obj.get("code", 500)), obj.get("reason", ""), obj.get("message", "")
                     )
