@@ -69,6 +69,7 @@ class WebhookServer(BaseApplication):  # type: ignore[misc]
             "keyfile": str(settings.tls_key_file),
             "ssl_context": _ssl_context,
             "child_exit": _child_exit,
+            "post_request": _yield_to_other_connections,
             "when_ready": self._when_ready,
             "accesslog": None,
             "errorlog": "-",
@@ -122,6 +123,18 @@ def _ssl_context(config: Any, _default_factory: Any) -> Any:
     from runner_sizer.webhook.tls import ReloadingServerContext  # noqa: PLC0415
 
     return ReloadingServerContext(Path(config.certfile), Path(config.keyfile))
+
+
+def _yield_to_other_connections(_worker: Any, _req: Any, _environ: Any, _resp: Any) -> None:
+    """Let every other ready connection run before this one reads its next request.
+
+    A keep-alive client that sends its next review at once finds its greenlet
+    never blocking on read, so one busy connection could starve the others
+    for seconds under load (measured with wrk: p99 1.5 s with TLS).
+    """
+    import gevent  # noqa: PLC0415 - the worker has patched everything by now
+
+    gevent.sleep(0)
 
 
 def _child_exit(_server: Any, worker: Any) -> None:
