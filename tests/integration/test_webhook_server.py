@@ -17,6 +17,7 @@ from runner_sizer.devcluster.runnerpods import RunnerJob
 from runner_sizer.devcluster.webhook_process import WebhookProcess, webhook_for
 from runner_sizer.webhook.tls import ReloadingServerContext
 from tests.integration.conftest import Admission, metric_value, post_review, start_webhook
+from tests.support.kube import wait_for
 from tests.support.promtool import assert_promtool_accepts
 from tests.support.reviews import review_for, runner_review
 
@@ -260,3 +261,26 @@ def test_receiver_behind_a_private_ca(
         trusting.stop()
         untrusting.stop()
         secured.stop()
+
+
+def test_serves_without_a_kubernetes_api(
+    standin: StandinServer, fresh_job: RunnerJob, tmp_path: Path
+) -> None:
+    """No API server: admissions go on without affinity, and /readyz says why."""
+    missing = tmp_path / "no-such-kubeconfig"
+    process = webhook_for(standin.url, f"--kubeconfig={missing}").start()
+    try:
+
+        def readiness() -> requests.Response:
+            return requests.get(f"{process.url}/readyz", verify=str(process.ca_file), timeout=5)
+
+        wait_for(
+            lambda: "history ConfigMap unavailable" in readiness().json()["reason"],
+            what="the reason",
+        )
+        assert readiness().status_code == 503
+        admission = post_review(process, runner_review(fresh_job))
+        assert admission.status["sizing"] == "applied"
+        assert admission.status["affinity"] == "skipped:no_history"
+    finally:
+        process.stop()
