@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 
 import yaml
 
-from runner_sizer.devcluster.binaries import ensure_binaries
 from tests.chart.conftest import CHART, find, render
+from tests.support.promtool import promtool
 
 ALERT_TESTS = Path(__file__).parent / "data" / "alerts-test.yaml"
 
@@ -20,20 +19,5 @@ def test_alert_rules(tmp_path: Path) -> None:
     assert {g["name"] for g in groups} == {"runner-sizer-webhook", "runner-sizer-recorder"}
     (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": groups}))
     shutil.copy(ALERT_TESTS, tmp_path / "test.yaml")
-    promtool = str(ensure_binaries().promtool)
-    check = subprocess.run(
-        [promtool, "check", "rules", "rules.yaml"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert check.returncode == 0, check.stdout + check.stderr
-    result = subprocess.run(
-        [promtool, "test", "rules", "test.yaml"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    promtool("check", "rules", "rules.yaml", cwd=tmp_path)
+    promtool("test", "rules", "test.yaml", cwd=tmp_path)
