@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from runner_sizer.devcluster.binaries import ensure_binaries
 from runner_sizer.devcluster.cluster import LocalCluster
@@ -22,6 +23,16 @@ from runner_sizer.kube.client import KubeClient
 
 NAMESPACE = "bench"
 CREATORS = 6
+
+
+def rss_mb(recorder: RecorderProcess) -> float:
+    """Resident memory of the recorder process, with every pod seen."""
+    assert recorder.process.popen is not None
+    status = Path(f"/proc/{recorder.process.popen.pid}/status").read_text()
+    kilobytes = next(
+        int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")
+    )
+    return round(kilobytes / 1024, 1)
 
 
 def main(argv: list[str]) -> int:
@@ -67,6 +78,7 @@ def main(argv: list[str]) -> int:
                         "history_bytes": int(
                             recorder.metric("runner_sizer_recorder_history_bytes")
                         ),
+                        "recorder_rss_mb": rss_mb(recorder),
                     }
                 ),
                 flush=True,
