@@ -66,6 +66,7 @@ class ServiceProcess:
             url, exited=lambda: not self.running, verify=verify, timeout=timeout
         )
         if problem:
+            self.kill()  # a process that never came up must not outlive its test
             raise RuntimeError(f"{self.name}: {url} {problem}: {self.log_tail()}")
 
     @property
