@@ -284,3 +284,20 @@ def test_serves_without_a_kubernetes_api(
         assert admission.status["affinity"] == "skipped:no_history"
     finally:
         process.stop()
+
+
+def test_stale_answer_is_served_when_the_receiver_fails(
+    standin: StandinServer, fresh_job: RunnerJob
+) -> None:
+    process = start_webhook(standin, "--workers=1", "--cache-ttl=0.3")
+    try:
+        assert post_review(process, runner_review(fresh_job)).status["sizing"] == "applied"
+        standin.state.set_mode("500")
+        time.sleep(0.4)  # the fresh entry has expired
+        assert post_review(process, runner_review(fresh_job)).status["sizing"] == "applied"
+        assert (
+            metric_value(process, "runner_sizer_webhook_cache_lookups_total", result="stale") == 1
+        )
+    finally:
+        standin.state.set_mode("ok")
+        process.stop()
