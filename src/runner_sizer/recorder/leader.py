@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from runner_sizer.history.ledger import timestamp
 from runner_sizer.kube.client import KubeClient, KubeError
 
 log = logging.getLogger(__name__)
@@ -20,12 +21,6 @@ log = logging.getLogger(__name__)
 
 def _now_micro() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _parse(value: str | None) -> float:
-    if not value:
-        return 0.0
-    return datetime.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
 @dataclass
@@ -71,7 +66,7 @@ class LeaderElector:
         spec: dict[str, Any] = lease.get("spec") or {}
         holder = spec.get("holderIdentity")
         if holder != self.identity:
-            expires = _parse(spec.get("renewTime")) + int(
+            expires = timestamp(spec.get("renewTime") or "") / 1000 + int(
                 spec.get("leaseDurationSeconds") or self.lease_seconds
             )
             if holder and time.time() < expires:

@@ -122,10 +122,13 @@ class Recorder:
         if kind in ("ADDED", "MODIFIED"):
             self._observe(pod)
 
+    def _known_nodes(self) -> set[str]:
+        """Every node the history mentions (call with the lock held)."""
+        return {p.node for placements in self._history.values() for p in placements}
+
     def _forget(self, nodes: set[str]) -> None:
         with self._lock:
-            present = {p.node for placements in self._history.values() for p in placements}
-            gone = nodes & present
+            gone = nodes & self._known_nodes()
             if gone:
                 self._forgotten |= gone
                 drop_nodes(self._history, gone)
@@ -135,8 +138,8 @@ class Recorder:
         self.metrics.events.labels("nodes", "LIST").inc(len(items))
         names = {n["metadata"]["name"] for n in items}
         with self._lock:
-            present = {p.node for placements in self._history.values() for p in placements}
-        self._forget(present - names)
+            gone = self._known_nodes() - names
+        self._forget(gone)
 
     def _node_event(self, kind: str, node: JSON) -> None:
         self.metrics.events.labels("nodes", kind).inc()
@@ -201,10 +204,6 @@ class Recorder:
         self.metrics.last_flush.set(time.time())
 
     # -- lifecycle --------------------------------------------------------------
-
-    @property
-    def ready(self) -> bool:
-        return self.loaded and all(self._synced.values())
 
     def readiness_problem(self) -> str:
         if not self.loaded:

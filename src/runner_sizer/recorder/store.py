@@ -6,7 +6,15 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from runner_sizer.history.ledger import History, data_bytes, evict, from_data, merge, to_data
+from runner_sizer.history.ledger import (
+    History,
+    data_bytes,
+    drop_nodes,
+    evict,
+    from_data,
+    merge,
+    to_data,
+)
 from runner_sizer.kube.client import KubeClient, KubeError
 
 log = logging.getLogger(__name__)
@@ -56,10 +64,7 @@ class ConfigMapStore:
         for _ in range(MAX_ATTEMPTS):
             theirs, version = self.load()
             merged = merge(ours, theirs, max_nodes)
-            for key in list(merged):
-                merged[key] = [p for p in merged[key] if p.node not in forgotten_nodes]
-                if not merged[key]:
-                    del merged[key]
+            drop_nodes(merged, forgotten_nodes)
             evicted = evict(merged, max_keys, max_bytes)
             data = to_data(merged)
             if theirs == merged and version is not None:
