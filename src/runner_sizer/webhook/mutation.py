@@ -83,6 +83,7 @@ class Plan:
     pod: dict[str, Any]
     identity: JobIdentity | None
     build_index: int | None
+    build_env: Mapping[str, str]  # the build container's literal env (CI variables)
     want_sizing: bool
     want_sidecar: bool
     history_key: str | None
@@ -153,7 +154,7 @@ def plan_admission(request: AdmissionRequest, settings: WebhookSettings) -> Plan
     key, affinity_reason = _affinity_key(metadata, spec, settings)
     if affinity_reason is not None:
         skipped["affinity"] = affinity_reason
-    return Plan(pod, identity, build_index, want_sizing, want_sidecar, key, skipped)
+    return Plan(pod, identity, build_index, build_env, want_sizing, want_sidecar, key, skipped)
 
 
 def _affinity_key(
@@ -310,7 +311,7 @@ def sidecar_container(
     assert plan.identity is not None and fetched.push_token is not None
     spec = plan.pod.get("spec") or {}
     containers = spec.get("containers") or []
-    build_env = container_env(containers[plan.build_index]) if plan.build_index is not None else {}
+    build_env = plan.build_env
     process_map: dict[str, str] = {}
     for container in containers:
         process_map.setdefault(_process_name(container), container.get("name", ""))
