@@ -27,8 +27,8 @@ from runner_sizer.devcluster.webhook_process import WebhookProcess, running_webh
 from runner_sizer.history.keys import HistoryKey, history_key
 from runner_sizer.history.ledger import to_data
 from runner_sizer.history.placements import Placement
+from runner_sizer.identity import JobIdentity, container_env, job_identity
 from runner_sizer.kube.client import KubeClient
-from runner_sizer.webhook.identity import container_env, job_identity
 from tests.support.reviews import SAMPLES
 
 UPDATE_EVERY = float(os.environ.get("BENCH_HISTORY_UPDATE_EVERY", "1.0"))
@@ -53,7 +53,7 @@ def receiver_key(review: dict[str, Any]) -> str:
     pod = review["request"]["object"]
     build = next(c for c in pod["spec"]["containers"] if c["name"] == "build")
     identity = job_identity(pod["metadata"], container_env(build))
-    assert identity is not None
+    assert isinstance(identity, JobIdentity)
     return "/".join((identity.org, identity.repo, identity.workflow, identity.job))
 
 

@@ -8,6 +8,8 @@ from collections.abc import Callable, Mapping
 from enum import StrEnum
 from typing import Any
 
+from runner_sizer.identity import JOB_NAME_ANNOTATION, LEGACY_POD_LABEL, POD_LABEL, PROJECT_ID
+
 _CONCURRENT_SUFFIX = re.compile(r"-concurrent-\d+$")
 _CONFIGMAP_KEY_SAFE = re.compile(r"^[-._a-zA-Z0-9]{1,253}$")
 _ENCODED_PREFIX = "b64."
@@ -26,20 +28,20 @@ class HistoryKey(StrEnum):
 
 
 def _runner_project(labels: Mapping[str, str], _: Mapping[str, str]) -> str | None:
-    pod = labels.get("pod")
+    # The protected label where the runner sets it (>= 17.9); the user-overridable
+    # `pod` label only for older runners.
+    pod = labels.get(POD_LABEL) if POD_LABEL in labels else labels.get(LEGACY_POD_LABEL)
     return _CONCURRENT_SUFFIX.sub("", pod) if pod else None
 
 
 def _project(labels: Mapping[str, str], annotations: Mapping[str, str]) -> str | None:
-    project = annotations.get("project.runner.gitlab.com/id") or labels.get(
-        "project.runner.gitlab.com/id"
-    )
+    project = labels.get(PROJECT_ID) or annotations.get(PROJECT_ID)
     return f"project-{project}" if project else None
 
 
 def _project_job(labels: Mapping[str, str], annotations: Mapping[str, str]) -> str | None:
     project = _project(labels, annotations)
-    job = annotations.get("job.runner.gitlab.com/name")
+    job = annotations.get(JOB_NAME_ANNOTATION)
     return f"{project}/{job}" if project and job else None
 
 

@@ -14,7 +14,13 @@ from enum import StrEnum
 from typing import Any
 
 from runner_sizer.history.keys import history_key
-from runner_sizer.webhook.identity import JobIdentity, container_env, is_runner_pod, job_identity
+from runner_sizer.identity import (
+    IdentityGap,
+    JobIdentity,
+    container_env,
+    is_runner_pod,
+    job_identity,
+)
 from runner_sizer.webhook.review import AdmissionRequest
 from runner_sizer.webhook.settings import WebhookSettings
 from runner_sizer.webhook.sizing import Recommendation, sized_resources
@@ -59,6 +65,7 @@ class Reason(StrEnum):
     OPT_OUT = "opt_out"
     DISABLED = "disabled"
     NO_IDENTITY = "no_identity"
+    UNVERIFIED_IDENTITY = "unverified_identity"
     NO_BUILD_CONTAINER = "no_build_container"
     NO_CACHE_VOLUME = "no_cache_volume"
     NO_HISTORY = "no_history"
@@ -134,7 +141,9 @@ def plan_admission(request: AdmissionRequest, settings: WebhookSettings) -> Plan
         (i for i, c in enumerate(containers) if c.get("name") == settings.build_container), None
     )
     build_env = container_env(containers[build_index]) if build_index is not None else {}
-    identity = job_identity(metadata, build_env)
+    found = job_identity(metadata, build_env)
+    identity = found if isinstance(found, JobIdentity) else None
+    identity_gap = Reason(found.value) if isinstance(found, IdentityGap) else Reason.NO_IDENTITY
     skipped: dict[str, Reason] = {}
 
     want_sizing = settings.sizing_enabled
@@ -143,13 +152,13 @@ def plan_admission(request: AdmissionRequest, settings: WebhookSettings) -> Plan
     elif build_index is None:
         want_sizing, skipped["sizing"] = False, Reason.NO_BUILD_CONTAINER
     elif identity is None:
-        want_sizing, skipped["sizing"] = False, Reason.NO_IDENTITY
+        want_sizing, skipped["sizing"] = False, identity_gap
 
     want_sidecar = settings.sidecar_enabled
     if not want_sidecar:
         skipped["sidecar"] = Reason.DISABLED
     elif identity is None:
-        want_sidecar, skipped["sidecar"] = False, Reason.NO_IDENTITY
+        want_sidecar, skipped["sidecar"] = False, identity_gap
 
     key, affinity_reason = _affinity_key(metadata, spec, settings)
     if affinity_reason is not None:

@@ -18,8 +18,8 @@ import gevent
 import requests
 from cachetools import LRUCache, TLRUCache, TTLCache
 
+from runner_sizer.identity import JobIdentity
 from runner_sizer.webhook.breaker import CircuitBreaker
-from runner_sizer.webhook.identity import JobIdentity
 from runner_sizer.webhook.metrics import WebhookMetrics
 from runner_sizer.webhook.mutation import Reason
 from runner_sizer.webhook.settings import WebhookSettings
