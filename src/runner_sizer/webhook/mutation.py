@@ -20,6 +20,7 @@ from runner_sizer.identity import (
     container_env,
     is_runner_pod,
     job_identity,
+    job_timeout_seconds,
 )
 from runner_sizer.webhook.review import AdmissionRequest
 from runner_sizer.webhook.settings import WebhookSettings
@@ -95,6 +96,9 @@ class Plan:
     want_sidecar: bool
     history_key: str | None
     skipped: Mapping[str, Reason]  # feature → reason decided without any I/O
+    namespace: str = ""
+    dry_run: bool = False  # API dry-run: the same patch, but nothing with side effects
+    job_timeout_seconds: float | None = None  # from the runner's timeout annotation
 
 
 @dataclass(frozen=True)
@@ -163,7 +167,19 @@ def plan_admission(request: AdmissionRequest, settings: WebhookSettings) -> Plan
     key, affinity_reason = _affinity_key(metadata, spec, settings)
     if affinity_reason is not None:
         skipped["affinity"] = affinity_reason
-    return Plan(pod, identity, build_index, build_env, want_sizing, want_sidecar, key, skipped)
+    return Plan(
+        pod,
+        identity,
+        build_index,
+        build_env,
+        want_sizing,
+        want_sidecar,
+        key,
+        skipped,
+        namespace=request.namespace,
+        dry_run=request.dry_run,
+        job_timeout_seconds=job_timeout_seconds(metadata),
+    )
 
 
 def _affinity_key(

@@ -68,6 +68,7 @@ class WebhookSettings:
     negative_cache_ttl_seconds: float = 30.0
     cache_size: int = 10_000
     token_refresh_margin_seconds: float = 60.0
+    job_timeout_seconds: float = 3600.0
     cache_volume_prefix: str = "runner-cache"
     history_key: HistoryKey = HistoryKey.RUNNER_PROJECT
     affinity_max_nodes: int = 3
@@ -147,6 +148,13 @@ OPTIONS: list[Option] = [
     ("breaker-cooldown", positive_float, "10", "seconds the breaker stays open"),
     ("cache-ttl", positive_float, "300", "seconds a recommendation is reused"),
     ("negative-cache-ttl", positive_float, "30", "seconds a 404 (no history yet) is reused"),
+    (
+        "job-timeout",
+        positive_float,
+        "3600",
+        "seconds a job may run when its pod has no job.runner.gitlab.com/timeout; "
+        "a cached push token is reused only while it outlives the job",
+    ),
     ("cache-size", positive_int, "10000", "entries per cache"),
     ("cache-volume-prefix", str, "runner-cache", "pods mounting such a volume get cache affinity"),
     ("history-key", HistoryKey, "runner-project", "runner-project, project or project-job"),
@@ -248,6 +256,7 @@ def _assemble(values: dict[str, Any], environ: Mapping[str, str]) -> WebhookSett
         cache_ttl_seconds=values["cache_ttl"],
         negative_cache_ttl_seconds=values["negative_cache_ttl"],
         cache_size=values["cache_size"],
+        job_timeout_seconds=values["job_timeout"],
         cache_volume_prefix=values["cache_volume_prefix"],
         history_key=values["history_key"],
         affinity_max_nodes=values["affinity_max_nodes"],
