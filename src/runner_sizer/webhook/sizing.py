@@ -11,6 +11,8 @@ from typing import Any
 from runner_sizer.webhook.quantity import FORMATTERS, QuantityError, parse_quantity
 
 RESOURCES = ("cpu", "memory")
+# Past these no node exists: a larger bound or recommendation is a mistake, not a size.
+PLAUSIBLE_MAXIMUM = {"cpu": Decimal(1024), "memory": Decimal(2) ** 50}  # 1024 cores, 1 PiB
 
 
 class SizingMode(StrEnum):
