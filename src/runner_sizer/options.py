@@ -8,19 +8,66 @@ default. A bad value raises `OptionError` naming the flag and variable.
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable, Mapping, Sequence
+from enum import Enum
+from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 Option = tuple[str, Callable[[str], Any], str | None, str]
+T = TypeVar("T")
+E = TypeVar("E", bound=Enum)
 
 
 class OptionError(ValueError):
     """Invalid configuration; the message names the setting."""
 
 
+def package_version() -> str:
+    return version("runner-sizer")
+
+
 def env_var(prefix: str, flag: str) -> str:
     return prefix + flag.upper().replace("-", "_")
+
+
+def setting(prefix: str, flag: str) -> str:
+    """How errors name a setting: `--flag (PREFIX_FLAG)`."""
+    return f"--{flag} ({env_var(prefix, flag)})"
+
+
+class Choice(Generic[T]):
+    """A converter accepting exactly the given texts; its error lists them."""
+
+    def __init__(self, choices: Mapping[str, T]) -> None:
+        self.choices = dict(choices)
+
+    @staticmethod
+    def of(*texts: str) -> Choice[str]:
+        return Choice({text: text for text in texts})
+
+    @staticmethod
+    def of_enum(kind: type[E]) -> Choice[E]:
+        return Choice({str(member.value): member for member in kind})
+
+    def __call__(self, value: str) -> T:
+        try:
+            return self.choices[value]
+        except KeyError:
+            raise ValueError(f"{value!r} is not one of {', '.join(self.choices)}") from None
+
+
+def _help(convert: Callable[[str], Any], default: str | None, help_text: str) -> dict[str, Any]:
+    """argparse keywords: choices as the metavar, the default once, as the env would spell it."""
+    keywords: dict[str, Any] = {}
+    if isinstance(convert, Choice):
+        keywords["metavar"] = "{" + ",".join(convert.choices) + "}"
+    elif convert is boolean:
+        keywords["metavar"] = "{true,false}"
+    if default and "(default:" not in help_text:
+        help_text = f"{help_text} (default: {default})"
+    return {**keywords, "help": help_text}
 
 
 def parse_options(
@@ -38,8 +85,9 @@ def parse_options(
         description=f"{description} Every flag may also be set as the environment "
         f"variable {prefix}<FLAG_IN_UPPER_SNAKE_CASE>.",
     )
-    for flag, _, default, help_text in options:
-        parser.add_argument(f"--{flag}", default=None, help=f"{help_text} (default: {default!r})")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+    for flag, convert, default, help_text in options:
+        parser.add_argument(f"--{flag}", default=None, **_help(convert, default, help_text))
     given = vars(parser.parse_args(list(argv)))
     values: dict[str, Any] = {}
     for flag, convert, default, _ in options:
@@ -50,7 +98,7 @@ def parse_options(
         try:
             values[attribute] = None if raw is None else convert(raw)
         except ValueError as error:
-            raise OptionError(f"--{flag} ({env_var(prefix, flag)}): {error}") from None
+            raise OptionError(f"{setting(prefix, flag)}: {error}") from None
     return values
 
 
@@ -90,4 +138,9 @@ def existing_file(value: str) -> Path:
     path = Path(value)
     if not path.is_file():
         raise ValueError(f"no such file: {value}")
+    if not os.access(path, os.R_OK):
+        raise ValueError(f"not readable: {value}")
     return path
+
+
+LOG_LEVELS = Choice.of("debug", "info", "warning", "error")

@@ -1,4 +1,7 @@
-"""`runner-sizer-cluster up|down|status`: the local control plane from a shell."""
+"""`runner-sizer-cluster up|down|status`: the local control plane from a shell.
+
+`status` says whether the control plane `up` started is still running, and its kubeconfig.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,13 @@ import sys
 from pathlib import Path
 
 from runner_sizer.devcluster.binaries import REPO_ROOT, BinariesUnavailableError, ensure_binaries
-from runner_sizer.devcluster.cluster import DEFAULT_NODES, LocalCluster, stop_from_state
+from runner_sizer.devcluster.cluster import (
+    DEFAULT_NODES,
+    LocalCluster,
+    stop_from_state,
+    stopped_components,
+)
+from runner_sizer.options import package_version
 
 DEFAULT_STATE = REPO_ROOT / ".cache" / "cluster" / "state.json"
 
@@ -41,14 +50,43 @@ def _down(state_file: Path) -> int:
     return 0
 
 
+def _status(state_file: Path) -> int:
+    """0 and the kubeconfig export if every component runs; 1 otherwise."""
+    if not state_file.exists():
+        print("no local cluster is up", file=sys.stderr)
+        return 1
+    state = json.loads(state_file.read_text())
+    stopped = stopped_components(state)
+    if stopped:
+        print(
+            f"cluster at {state['server']} is broken: {', '.join(stopped)} not running; "
+            "run `down`, then `up`",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"cluster up at {state['server']}", file=sys.stderr)
+    print(f"export KUBECONFIG={state['kubeconfig']}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="runner-sizer-cluster", description=__doc__)
-    parser.add_argument("command", choices=["up", "down"])
-    parser.add_argument("--state-file", type=Path, default=DEFAULT_STATE)
-    parser.add_argument("--nodes", type=int, default=len(DEFAULT_NODES))
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+    parser.add_argument("command", choices=["up", "down", "status"])
+    parser.add_argument(
+        "--state-file", type=Path, default=DEFAULT_STATE, help="default: %(default)s"
+    )
+    parser.add_argument(
+        "--nodes",
+        type=int,
+        default=len(DEFAULT_NODES),
+        help="nodes for `up` (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
     if args.command == "up":
         return _up(args.state_file, args.nodes)
+    if args.command == "status":
+        return _status(args.state_file)
     return _down(args.state_file)
 
 

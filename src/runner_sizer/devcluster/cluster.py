@@ -379,3 +379,8 @@ def stop_from_state(state: dict[str, Any]) -> None:
     for entry in reversed(state["processes"]):
         _terminate(_Process(entry["name"], entry["pid"], entry["exe"], Path(entry["log"])))
     shutil.rmtree(state["workdir"], ignore_errors=True)
+
+
+def stopped_components(state: dict[str, Any]) -> list[str]:
+    """The components of a `to_state` cluster that are no longer running."""
+    return [e["name"] for e in state["processes"] if not _is_same_process(e["pid"], e["exe"])]

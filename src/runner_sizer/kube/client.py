@@ -9,6 +9,7 @@ by the official client's configuration loaders.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,8 @@ from typing import Any
 import requests
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
+
+from runner_sizer.kube.kubeconfig import KubeConfigError, kubeconfig_problem
 
 JSON = dict[str, Any]
 MERGE_PATCH = "application/merge-patch+json"
@@ -64,18 +67,28 @@ class KubeClient:
 
     @classmethod
     def from_kubeconfig(cls, path: str | None = None) -> KubeClient:
-        """`path`, else $KUBECONFIG / ~/.kube/config, else the in-cluster account."""
+        """`path`, else $KUBECONFIG / ~/.kube/config, else the in-cluster account.
+
+        Raises KubeConfigError with a one-line reason when there are no usable credentials.
+        """
+        problem = kubeconfig_problem(path, os.environ)
+        if problem:
+            raise KubeConfigError(problem)
         configuration = k8s_client.Configuration()
         try:
-            k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
-                config_file=path, client_configuration=configuration
-            )
-        except (k8s_config.ConfigException, FileNotFoundError):
-            if path:
-                raise
-            k8s_config.load_incluster_config(  # type: ignore[no-untyped-call]
-                client_configuration=configuration
-            )
+            try:
+                k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
+                    config_file=path, client_configuration=configuration
+                )
+            except (k8s_config.ConfigException, FileNotFoundError):
+                if path:
+                    raise
+                k8s_config.load_incluster_config(  # type: ignore[no-untyped-call]
+                    client_configuration=configuration
+                )
+        except (k8s_config.ConfigException, OSError, ValueError) as error:
+            where = path or "kubeconfig or in-cluster account"
+            raise KubeConfigError(f"unusable {where}: {error}") from None
         return cls.from_configuration(configuration)
 
     def with_token(self, token: str) -> KubeClient:

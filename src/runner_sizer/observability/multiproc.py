@@ -2,28 +2,45 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
-def prepare_multiprocess_dir() -> Path:
-    """Name (or create) the directory and empty it.
-
-    prometheus_client picks its value class when first imported, so this must
-    run before anything imports it; files left by a previous run would be
-    summed into this one's figures.
-    """
-    directory = os.environ.get(MULTIPROC_ENV) or tempfile.mkdtemp(prefix="runner-sizer-metrics-")
-    path = Path(directory)
-    path.mkdir(parents=True, exist_ok=True)
+def _empty(path: Path) -> None:
     for child in path.iterdir():
         if child.is_dir():
             shutil.rmtree(child)
         else:
             child.unlink()
+
+
+@contextlib.contextmanager
+def multiprocess_dir() -> Iterator[Path]:
+    """Name (or create) the directory, empty it, and clean up when the server stops.
+
+    prometheus_client picks its value class when first imported, so this must
+    be entered before anything imports it; files left by a previous run would
+    be summed into this one's figures. A directory this made is removed on the
+    way out, one given in the environment only emptied. Forked workers leave
+    through here too: only the process that entered cleans up.
+    """
+    given = os.environ.get(MULTIPROC_ENV)
+    path = Path(given or tempfile.mkdtemp(prefix="runner-sizer-metrics-"))
+    path.mkdir(parents=True, exist_ok=True)
+    _empty(path)
     os.environ[MULTIPROC_ENV] = str(path)
-    return path
+    owner = os.getpid()
+    try:
+        yield path
+    finally:
+        if os.getpid() == owner:
+            if given:
+                _empty(path)
+            else:
+                shutil.rmtree(path, ignore_errors=True)

@@ -13,11 +13,12 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from runner_sizer.kube.client import KubeClient
+from runner_sizer.kube.kubeconfig import KubeConfigError
 from runner_sizer.observability.logs import configure_logging
-from runner_sizer.options import OptionError
+from runner_sizer.options import OptionError, setting
 from runner_sizer.recorder.metrics import build_metrics
 from runner_sizer.recorder.service import Recorder
-from runner_sizer.recorder.settings import load_settings
+from runner_sizer.recorder.settings import ENV_PREFIX, load_settings
 
 log = logging.getLogger(__name__)
 
@@ -57,15 +58,12 @@ def _handler(recorder: Recorder) -> type[BaseHTTPRequestHandler]:
 def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings(sys.argv[1:] if argv is None else argv)
-        kube = KubeClient.from_kubeconfig(settings.kubeconfig)
+        try:
+            kube = KubeClient.from_kubeconfig(settings.kubeconfig)
+        except KubeConfigError as error:
+            raise OptionError(f"{setting(ENV_PREFIX, 'kubeconfig')}: {error}") from None
     except OptionError as error:
         print(f"runner-sizer-recorder: invalid configuration: {error}", file=sys.stderr)
-        return 2
-    except Exception as error:
-        print(
-            f"runner-sizer-recorder: no Kubernetes credentials (--kubeconfig): {error}",
-            file=sys.stderr,
-        )
         return 2
     configure_logging(settings.log_level)
     recorder = Recorder(settings, kube, build_metrics())

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from runner_sizer.history.keys import HistoryKey
 from runner_sizer.history.ledger import DEFAULT_MAX_BYTES
 from runner_sizer.options import (
+    LOG_LEVELS,
+    Choice,
     Option,
     OptionError,
     boolean,
@@ -17,9 +19,23 @@ from runner_sizer.options import (
     parse_options,
     positive_float,
     positive_int,
+    setting,
 )
 
 ENV_PREFIX = "RECORDER_"
+# The apiserver refuses a ConfigMap whose data (keys plus values) is over 1 MiB.
+CONFIGMAP_DATA_LIMIT = 1024 * 1024
+# Worst case of one history entry, in bytes: a data key is at most 253 characters
+# (longer keys are hashed), and each placement is `node@unix-ms` plus a comma, with
+# a node name (a DNS subdomain) of at most 253 ASCII characters and 13 digits of
+# milliseconds (enough until the year 2286).
+_KEY_BYTES = 253
+_PLACEMENT_BYTES = 253 + len("@") + 13 + len(",")
+
+
+def history_bound(max_keys: int, max_nodes_per_key: int, max_bytes: int) -> int:
+    """The most bytes the history data can reach: both eviction bounds hold."""
+    return min(max_bytes, max_keys * (_KEY_BYTES + max_nodes_per_key * _PLACEMENT_BYTES))
 
 
 @dataclass(frozen=True)
@@ -52,7 +68,7 @@ def _namespaces(value: str) -> tuple[str, ...]:
 
 OPTIONS: list[Option] = [
     ("listen-addr", host_port, ":8080", "plain-HTTP address for /healthz, /readyz, /metrics"),
-    ("log-level", str, "info", "debug, info, warning or error"),
+    ("log-level", LOG_LEVELS, "info", "debug, info, warning or error"),
     ("kubeconfig", str, None, "kubeconfig path (default: in-cluster)"),
     ("namespaces", _namespaces, "", "comma-separated namespaces to watch (default: all)"),
     (
@@ -61,7 +77,12 @@ OPTIONS: list[Option] = [
         "pod",
         "selects runner job pods (the `pod` label exists on every runner)",
     ),
-    ("history-key", HistoryKey, "runner-project", "runner-project, project or project-job"),
+    (
+        "history-key",
+        Choice.of_enum(HistoryKey),
+        "runner-project",
+        "runner-project, project or project-job",
+    ),
     ("configmap-name", str, "runner-sizer-history", "history ConfigMap name"),
     ("configmap-namespace", str, None, "its namespace (default: POD_NAMESPACE or ci-sizer)"),
     ("flush-interval", positive_float, "1", "seconds between batched ConfigMap writes"),
@@ -71,7 +92,8 @@ OPTIONS: list[Option] = [
         "max-bytes",
         positive_int,
         str(DEFAULT_MAX_BYTES),
-        "ConfigMap data size bound (API limit 1 MiB)",
+        "ConfigMap data size bound (API limit 1 MiB; the bound is the smaller of this "
+        "and --max-keys entries of the largest size)",
     ),
     (
         "prune-deleted-nodes",
@@ -97,14 +119,18 @@ def load_settings(argv: Sequence[str], environ: Mapping[str, str] = os.environ) 
         argv=argv,
         environ=environ,
     )
-    if values["log_level"] not in ("debug", "info", "warning", "error"):
-        raise OptionError("--log-level (RECORDER_LOG_LEVEL): one of debug, info, warning, error")
     if values["renew_deadline"] >= values["lease_duration"]:
         raise OptionError(
-            "--renew-deadline (RECORDER_RENEW_DEADLINE): must be below --lease-duration"
+            f"{setting(ENV_PREFIX, 'renew-deadline')}: must be below --lease-duration"
         )
     if values["retry_period"] >= values["renew_deadline"]:
-        raise OptionError("--retry-period (RECORDER_RETRY_PERIOD): must be below --renew-deadline")
+        raise OptionError(f"{setting(ENV_PREFIX, 'retry-period')}: must be below --renew-deadline")
+    bound = history_bound(values["max_keys"], values["max_nodes_per_key"], values["max_bytes"])
+    if bound > CONFIGMAP_DATA_LIMIT:
+        raise OptionError(
+            f"{setting(ENV_PREFIX, 'max-bytes')}: the history could reach {bound} bytes, over "
+            f"the {CONFIGMAP_DATA_LIMIT}-byte ConfigMap limit; lower --max-bytes or --max-keys"
+        )
     host, port = values.pop("listen_addr")
     values["configmap_namespace"] = values["configmap_namespace"] or environ.get(
         "POD_NAMESPACE", "ci-sizer"

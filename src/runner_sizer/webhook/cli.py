@@ -2,26 +2,49 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
+from runner_sizer.kube.kubeconfig import kubeconfig_problem
 from runner_sizer.observability.logs import configure_logging
-from runner_sizer.observability.multiproc import prepare_multiprocess_dir
-from runner_sizer.webhook.settings import SettingsError, load_settings
+from runner_sizer.observability.multiproc import multiprocess_dir
+from runner_sizer.options import setting
+from runner_sizer.webhook.settings import ENV_PREFIX, SettingsError, WebhookSettings, load_settings
+from runner_sizer.webhook.tls import pair_problem
+
+
+def check_environment(settings: WebhookSettings) -> None:
+    """What settings parsing cannot see: the serving pair and the Kubernetes credentials."""
+    cert, key = settings.tls_cert_file, settings.tls_key_file
+    if cert is None or key is None:
+        raise SettingsError(f"{setting(ENV_PREFIX, 'tls-cert-file')}: required for HTTPS")
+    problem = pair_problem(cert, key)
+    if problem:
+        raise SettingsError(
+            f"{setting(ENV_PREFIX, 'tls-cert-file')}/{setting(ENV_PREFIX, 'tls-key-file')}: "
+            f"{problem}"
+        )
+    if settings.enable_affinity and (
+        problem := kubeconfig_problem(settings.kubeconfig, os.environ)
+    ):
+        raise SettingsError(
+            f"{setting(ENV_PREFIX, 'kubeconfig')}: {problem}, "
+            "or turn affinity off (--enable-affinity=false)"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings(sys.argv[1:] if argv is None else argv)
-        if settings.tls_cert_file is None:
-            raise SettingsError("--tls-cert-file (WEBHOOK_TLS_CERT_FILE): required for HTTPS")
+        check_environment(settings)
     except SettingsError as error:
         print(f"runner-sizer-webhook: invalid configuration: {error}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
-    prepare_multiprocess_dir()
-    from runner_sizer.webhook.server import WebhookServer  # noqa: PLC0415 - imports prometheus_client
+    with multiprocess_dir():
+        from runner_sizer.webhook.server import WebhookServer  # noqa: PLC0415 - after the dir
 
-    WebhookServer(settings).run()
+        WebhookServer(settings).run()
     return 0
 
 

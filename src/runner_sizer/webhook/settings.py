@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -12,6 +13,8 @@ from urllib.parse import urlsplit
 
 from runner_sizer.history.keys import HistoryKey
 from runner_sizer.options import (
+    LOG_LEVELS,
+    Choice,
     Option,
     OptionError,
     boolean,
@@ -21,12 +24,17 @@ from runner_sizer.options import (
     parse_options,
     positive_float,
     positive_int,
+    setting,
 )
-from runner_sizer.webhook.quantity import QuantityError, parse_quantity
-from runner_sizer.webhook.sizing import Bounds, SizingMode
+from runner_sizer.webhook.quantity import FORMATTERS, parse_quantity
+from runner_sizer.webhook.sizing import PLAUSIBLE_MAXIMUM, Bounds, SizingMode
+from runner_sizer.webhook.watched import TokenField, TokenSource
 
 ENV_PREFIX = "WEBHOOK_"
-LOG_LEVELS = ("debug", "info", "warning", "error")
+# Container names are DNS-1123 labels.
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+# What GitLab Runner names its own containers, besides the build container.
+RUNNER_CONTAINERS = ("helper", "init-permissions")
 
 
 class SettingsError(OptionError):
@@ -46,8 +54,9 @@ class WebhookSettings:
     log_level: str = "info"
     workers: int = 2
     sizer_url: str = ""
-    sizer_read_token: str = field(default="", repr=False)
-    sizer_push_token: str = field(default="", repr=False)
+    # The current token: re-read from its file when that changes.
+    sizer_read_token: TokenField = field(default=TokenField(), repr=False)
+    sizer_push_token: TokenField = field(default=TokenField(), repr=False)
     sizer_ca_file: Path | None = None
     sidecar_image: str = ""
     sidecar_name: str = "sizer-collector"
@@ -106,11 +115,28 @@ def _mounts(value: str) -> tuple[tuple[str, str], ...]:
     return tuple(mounts)
 
 
-def _quantity(value: str) -> Decimal:
-    try:
-        return parse_quantity(value)
-    except QuantityError as error:
-        raise ValueError(str(error)) from error
+def _quantity(resource: str) -> Callable[[str], Decimal]:
+    """A converter for a `resource` quantity between 0 and the plausible maximum."""
+    highest = PLAUSIBLE_MAXIMUM[resource]
+
+    def convert(value: str) -> Decimal:
+        try:
+            quantity = parse_quantity(value)
+            plausible = 0 <= quantity <= highest
+        except Exception:  # any parser failure (overflow included) is a bad value
+            plausible = False
+        if not plausible:
+            limit = FORMATTERS[resource](highest)
+            raise ValueError(f"{value!r} is not a {resource} quantity between 0 and {limit}")
+        return quantity
+
+    return convert
+
+
+def _container_name(value: str) -> str:
+    if not _DNS_LABEL.match(value):
+        raise ValueError(f"{value!r} is not a DNS-1123 label ([a-z0-9-], at most 63)")
+    return value
 
 
 # flag, parser, default (as text, like the env), help
@@ -119,7 +145,7 @@ OPTIONS: list[Option] = [
     ("tls-cert-file", existing_file, None, "serving certificate (re-read when it changes)"),
     ("tls-key-file", existing_file, None, "serving key"),
     ("metrics-addr", host_port, ":9090", "plain-HTTP address for /metrics"),
-    ("log-level", str, "info", "debug, info, warning or error"),
+    ("log-level", LOG_LEVELS, "info", "debug, info, warning or error"),
     ("workers", positive_int, "2", "gunicorn worker processes"),
     ("sizer-url", _url, "", "sizer receiver base URL; empty disables sizing and the sidecar"),
     ("sizer-read-token", str, "", "bearer token for sizing reads"),
@@ -128,20 +154,40 @@ OPTIONS: list[Option] = [
     ("sizer-push-token-file", existing_file, None, "file holding the push token"),
     ("sizer-ca-file", existing_file, None, "CA bundle for a receiver behind a private CA"),
     ("sizer-sidecar-image", str, "", "collector image; empty disables the sidecar"),
-    ("sidecar-name", str, "sizer-collector", "name of the injected native sidecar"),
+    (
+        "sidecar-name",
+        _container_name,
+        "sizer-collector",
+        "name of the injected native sidecar (not the build, helper or init-permissions name)",
+    ),
     ("sidecar-volume-mounts", _mounts, "", "name:/path,... mounted read-only if the pod has them"),
     ("enable-sizing", boolean, "true", "apply the receiver's resource recommendation"),
     ("enable-sidecar", boolean, "true", "inject the metrics collector sidecar"),
     ("enable-affinity", boolean, "true", "prefer the node where the same key ran last"),
     ("dry-run", boolean, "false", "compute and annotate, but do not mutate"),
-    ("build-container", str, "build", "container that receives the recommendation"),
-    ("sizing-mode", SizingMode, "RequestsAndLimits", "RequestsOnly or RequestsAndLimits"),
-    ("min-cpu", _quantity, None, "lower bound for cpu"),
-    ("max-cpu", _quantity, None, "upper bound for cpu"),
-    ("min-memory", _quantity, None, "lower bound for memory"),
-    ("max-memory", _quantity, None, "upper bound for memory"),
-    ("default-cpu-request", _quantity, None, "cpu request when the receiver has no history"),
-    ("default-memory-request", _quantity, None, "memory request when the receiver has no history"),
+    ("build-container", _container_name, "build", "container that receives the recommendation"),
+    (
+        "sizing-mode",
+        Choice.of_enum(SizingMode),
+        "RequestsAndLimits",
+        "RequestsOnly or RequestsAndLimits",
+    ),
+    ("min-cpu", _quantity("cpu"), None, "lower bound for cpu (at most 1024)"),
+    ("max-cpu", _quantity("cpu"), None, "upper bound for cpu (at most 1024)"),
+    ("min-memory", _quantity("memory"), None, "lower bound for memory (at most 1Pi)"),
+    ("max-memory", _quantity("memory"), None, "upper bound for memory (at most 1Pi)"),
+    (
+        "default-cpu-request",
+        _quantity("cpu"),
+        None,
+        "cpu request when the receiver has no history (at most 1024)",
+    ),
+    (
+        "default-memory-request",
+        _quantity("memory"),
+        None,
+        "memory request when the receiver has no history (at most 1Pi)",
+    ),
     ("deadline", positive_float, "1.5", "seconds all receiver calls of one admission may take"),
     ("receiver-timeout", positive_float, "1.0", "seconds one receiver call may take"),
     ("breaker-failures", positive_int, "5", "consecutive receiver failures that open the breaker"),
@@ -157,7 +203,12 @@ OPTIONS: list[Option] = [
     ),
     ("cache-size", positive_int, "10000", "entries per cache"),
     ("cache-volume-prefix", str, "runner-cache", "pods mounting such a volume get cache affinity"),
-    ("history-key", HistoryKey, "runner-project", "runner-project, project or project-job"),
+    (
+        "history-key",
+        Choice.of_enum(HistoryKey),
+        "runner-project",
+        "runner-project, project or project-job",
+    ),
     ("affinity-max-nodes", positive_int, "3", "previous nodes to prefer (weights 100, 50, 25...)"),
     ("history-configmap", str, "runner-sizer-history", "the recorder's ConfigMap"),
     ("history-namespace", str, None, "its namespace (default: POD_NAMESPACE or ci-sizer)"),
@@ -188,19 +239,52 @@ def load_settings(argv: Sequence[str], environ: Mapping[str, str] = os.environ) 
     return _assemble(values, environ)
 
 
-def _read_token(values: dict[str, Any], name: str) -> str:
+def _token(values: dict[str, Any], name: str) -> TokenSource:
+    flag = name.replace("_", "-")
     path: Path | None = values[f"{name}_file"]
-    token: str = path.read_text().strip() if path else values[name]
-    return token
+    try:
+        return TokenSource(values[name], path)
+    except OSError as error:
+        raise SettingsError(f"{setting(ENV_PREFIX, flag + '-file')}: {error}") from None
+
+
+def _require_token(source: TokenSource, name: str, reason: str) -> None:
+    """A token that is required must be there; an empty file counts as none."""
+    if source.current():
+        return
+    flag = name.replace("_", "-")
+    empty = f" ({source.path} is empty)" if source.path else ""
+    raise SettingsError(
+        f"{setting(ENV_PREFIX, flag)} or {setting(ENV_PREFIX, flag + '-file')}: "
+        f"required {reason}{empty}"
+    )
+
+
+def _check_sidecar_name(values: dict[str, Any]) -> None:
+    taken = (values["build_container"], *RUNNER_CONTAINERS)
+    if values["sidecar_name"] in taken:
+        raise SettingsError(
+            f"{setting(ENV_PREFIX, 'sidecar-name')}: {values['sidecar_name']!r} is taken by "
+            f"a runner container ({', '.join(taken)})"
+        )
 
 
 def _assemble(values: dict[str, Any], environ: Mapping[str, str]) -> WebhookSettings:
     if (values["tls_cert_file"] is None) != (values["tls_key_file"] is None):
-        raise SettingsError("--tls-cert-file/--tls-key-file: set both or neither")
-    if values["sizer_url"] and not (values["sizer_read_token"] or values["sizer_read_token_file"]):
         raise SettingsError(
-            "--sizer-read-token (WEBHOOK_SIZER_READ_TOKEN): required with --sizer-url"
+            f"{setting(ENV_PREFIX, 'tls-cert-file')}/{setting(ENV_PREFIX, 'tls-key-file')}: "
+            "set both or neither"
         )
+    read_token, push_token = _token(values, "sizer_read_token"), _token(values, "sizer_push_token")
+    if values["sizer_url"]:
+        _require_token(read_token, "sizer_read_token", "with --sizer-url")
+    if values["sizer_url"] and values["sizer_sidecar_image"] and values["enable_sidecar"]:
+        _require_token(
+            push_token,
+            "sizer_push_token",
+            "with --sizer-sidecar-image (or turn the sidecar off: --enable-sidecar=false)",
+        )
+    _check_sidecar_name(values)
     bounds = Bounds(
         minimum={
             r: values[f"min_{r}"] for r in ("cpu", "memory") if values[f"min_{r}"] is not None
@@ -212,15 +296,15 @@ def _assemble(values: dict[str, Any], environ: Mapping[str, str]) -> WebhookSett
     for resource, low in bounds.minimum.items():
         high = bounds.maximum.get(resource)
         if high is not None and low > high:
-            raise SettingsError(f"--min-{resource}: greater than --max-{resource}")
+            raise SettingsError(
+                f"{setting(ENV_PREFIX, f'min-{resource}')}: greater than --max-{resource}"
+            )
     if values["receiver_timeout"] > values["deadline"]:
         raise SettingsError("--receiver-timeout (WEBHOOK_RECEIVER_TIMEOUT): longer than --deadline")
     if values["deadline"] >= 5:
         raise SettingsError("--deadline (WEBHOOK_DEADLINE): must stay under the 5s webhook timeout")
     listen_host, listen_port = values["listen_addr"]
     metrics_host, metrics_port = values["metrics_addr"]
-    if values["log_level"] not in LOG_LEVELS:
-        raise SettingsError(f"--log-level (WEBHOOK_LOG_LEVEL): one of {', '.join(LOG_LEVELS)}")
     return WebhookSettings(
         listen_host=listen_host,
         listen_port=listen_port,
@@ -231,8 +315,8 @@ def _assemble(values: dict[str, Any], environ: Mapping[str, str]) -> WebhookSett
         log_level=values["log_level"],
         workers=values["workers"],
         sizer_url=values["sizer_url"],
-        sizer_read_token=_read_token(values, "sizer_read_token"),
-        sizer_push_token=_read_token(values, "sizer_push_token"),
+        sizer_read_token=read_token,
+        sizer_push_token=push_token,
         sizer_ca_file=values["sizer_ca_file"],
         sidecar_image=values["sizer_sidecar_image"],
         sidecar_name=values["sidecar_name"],

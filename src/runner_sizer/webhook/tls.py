@@ -3,12 +3,43 @@
 from __future__ import annotations
 
 import logging
-import os
 import ssl
 from pathlib import Path
 from typing import Any
 
+from runner_sizer.webhook.watched import file_stamp
+
 log = logging.getLogger(__name__)
+
+
+def server_context(cert_file: Path, key_file: Path) -> ssl.SSLContext:
+    """TLS >= 1.2 serving `cert_file`; raises OSError/ssl.SSLError for an unusable pair."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert_file, key_file)
+    return context
+
+
+def pair_problem(cert_file: Path, key_file: Path) -> str | None:
+    """Why the pair cannot serve (unreadable, swapped, not matching), or None."""
+    try:
+        cert_text, key_text = (
+            cert_file.read_text(errors="replace"),
+            key_file.read_text(errors="replace"),
+        )
+    except OSError as error:
+        return f"cannot read {error.filename}: {error.strerror}"
+    if "-----BEGIN CERTIFICATE-----" not in cert_text:
+        swapped = " (swapped with the key?)" if "PRIVATE KEY-----" in cert_text else ""
+        return f"{cert_file} holds no PEM certificate{swapped}"
+    if "PRIVATE KEY-----" not in key_text:
+        return f"{key_file} holds no PEM private key"
+    try:
+        server_context(cert_file, key_file)
+    except (OSError, ssl.SSLError) as error:
+        reason = getattr(error, "reason", None) or str(error)
+        return f"cannot serve {cert_file} with key {key_file}: {reason}"
+    return None
 
 
 class ReloadingServerContext:
@@ -25,24 +56,15 @@ class ReloadingServerContext:
         self._stamp: tuple[int, ...] = ()
         self._context = self._load()
 
-    def _file_stamp(self) -> tuple[int, ...]:
-        stamp: list[int] = []
-        for path in (self._cert_file, self._key_file):
-            info = os.stat(path)
-            stamp += [info.st_ino, info.st_mtime_ns, info.st_size]
-        return tuple(stamp)
-
     def _load(self) -> ssl.SSLContext:
-        stamp = self._file_stamp()
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        context.load_cert_chain(self._cert_file, self._key_file)
+        stamp = file_stamp(self._cert_file, self._key_file)
+        context = server_context(self._cert_file, self._key_file)
         self._stamp = stamp
         return context
 
     def current(self) -> ssl.SSLContext:
         try:
-            if self._file_stamp() != self._stamp:
+            if file_stamp(self._cert_file, self._key_file) != self._stamp:
                 self._context = self._load()
                 log.info("reloaded serving certificate", extra={"cert_file": str(self._cert_file)})
         except (OSError, ssl.SSLError) as error:
