@@ -9,7 +9,13 @@ import pytest
 
 from runner_sizer.history.keys import HistoryKey, from_configmap_key, history_key, to_configmap_key
 from runner_sizer.history.ledger import from_data
-from runner_sizer.webhook.quantity import QuantityError, format_cpu, format_memory, parse_quantity
+from runner_sizer.webhook.quantity import (
+    QuantityError,
+    format_cpu,
+    format_memory,
+    parse_quantity,
+    round_up,
+)
 from runner_sizer.webhook.settings import SettingsError, load_settings
 from runner_sizer.webhook.sizing import (
     Bounds,
@@ -45,12 +51,55 @@ def test_parse_quantity_rejects(text: str | float) -> None:
         parse_quantity(text)
 
 
-def test_canonical_formats_round_up() -> None:
+def test_formats_are_exact() -> None:
     assert format_cpu(Decimal("1.5")) == "1500m"
     assert format_cpu(Decimal(2)) == "2"
-    assert format_cpu(Decimal("0.0001")) == "1m"
+    assert format_cpu(Decimal("1.5005")) == "1500500u"
+    assert format_cpu(Decimal("0.0000000001")) == "1n"
     assert format_memory(4 * GI) == "4Gi"
-    assert format_memory(Decimal(1500 * 2**20 + 1)) == "1501Mi"
+    assert format_memory(Decimal(1500 * 2**20)) == "1500Mi"
+    assert format_memory(Decimal(10**9)) == "1000000000"
+
+
+def test_round_up_to_readable_steps() -> None:
+    assert round_up("cpu", Decimal("0.0001")) == Decimal("0.001")
+    assert round_up("memory", Decimal(1500 * 2**20 + 1)) == 1501 * 2**20
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("1500500u", Decimal("1.5005")), ("250n", Decimal("2.5e-7")), ("1e9", Decimal(10**9))],
+)
+def test_parse_quantity_reads_every_form(text: str, value: Decimal) -> None:
+    assert parse_quantity(text) == value
+
+
+@pytest.mark.parametrize("text", ["1e1000000", "1e5000", "1e20E", "9" * 41, 1e300])
+def test_parse_quantity_rejects_absurd_magnitudes(text: str | float) -> None:
+    with pytest.raises(QuantityError):
+        parse_quantity(text)
+
+
+def test_requests_only_never_rounds_over_the_limit() -> None:
+    """Found by reading: a 2 GB recommendation under a `1G` limit became `954Mi` > 1e9."""
+    rec = Recommendation(requests={"memory": 2 * Decimal(10**9), "cpu": Decimal(3)})
+    current = {"limits": {"memory": "1G", "cpu": "1500500u"}}
+    out = sized_resources(current, rec, Bounds(), SizingMode.REQUESTS_ONLY)
+    assert out["requests"] == {"memory": "1000000000", "cpu": "1500500u"}
+    assert out["limits"] == {"memory": "1G", "cpu": "1500500u"}
+
+
+def test_rounding_never_lifts_a_value_over_its_bound() -> None:
+    bounds = Bounds(maximum={"memory": Decimal(4 * 10**9)})
+    rec = Recommendation(requests={"memory": Decimal(4 * 10**9 - 1)})
+    out = sized_resources({}, rec, bounds, SizingMode.REQUESTS_AND_LIMITS)
+    assert out == {"requests": {"memory": "4000000000"}}
+
+
+def test_implausible_answers_are_dropped() -> None:
+    body = {"requests": {"cpu": "1e20", "memory": "1e1000000"}, "limits": {"memory": "1Gi"}}
+    assert parse_recommendation(body) == Recommendation(requests={}, limits={"memory": GI})
+    assert parse_recommendation({"requests": {"cpu": float("nan"), "memory": "12"}}) is None
 
 
 def test_parse_recommendation_is_tolerant() -> None:

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from runner_sizer.webhook.quantity import FORMATTERS, QuantityError, parse_quantity
+from runner_sizer.webhook.quantity import FORMATTERS, QuantityError, parse_quantity, round_up
 
 RESOURCES = ("cpu", "memory")
 # Past these no node exists: a larger bound or recommendation is a mistake, not a size.
 PLAUSIBLE_MAXIMUM = {"cpu": Decimal(1024), "memory": Decimal(2) ** 50}  # 1024 cores, 1 PiB
+# Below these no build runs: a smaller recommendation is a mistake too.
+PLAUSIBLE_MINIMUM = {"cpu": Decimal("0.001"), "memory": Decimal(2) ** 22}  # 1m, 4 MiB
+# Variables with which a job sets its own build resources (see the runner's overwrites.go).
+EXPLICIT_VARIABLES = {
+    "cpu": ("KUBERNETES_CPU_REQUEST", "KUBERNETES_CPU_LIMIT"),
+    "memory": ("KUBERNETES_MEMORY_REQUEST", "KUBERNETES_MEMORY_LIMIT"),
+}
 
 
 class SizingMode(StrEnum):
@@ -24,6 +31,16 @@ class SizingMode(StrEnum):
 class Recommendation:
     requests: Mapping[str, Decimal]
     limits: Mapping[str, Decimal] = field(default_factory=dict)
+
+    def without(self, resources: Collection[str]) -> Recommendation:
+        return Recommendation(
+            {r: v for r, v in self.requests.items() if r not in resources},
+            {r: v for r, v in self.limits.items() if r not in resources},
+        )
+
+    @property
+    def resources(self) -> set[str]:
+        return set(self.requests) | set(self.limits)
 
 
 @dataclass(frozen=True)
@@ -40,28 +57,45 @@ class Bounds:
         return value
 
 
+def _plausible(resource: str, value: Any) -> Decimal | None:
+    try:
+        parsed = parse_quantity(value)
+    except QuantityError:
+        return None
+    if PLAUSIBLE_MINIMUM[resource] <= parsed <= PLAUSIBLE_MAXIMUM[resource]:
+        return parsed
+    return None
+
+
 def _quantities(section: Any) -> dict[str, Decimal]:
     if not isinstance(section, dict):
         return {}
-    parsed: dict[str, Decimal] = {}
-    for resource in RESOURCES:
-        try:
-            value = parse_quantity(section[resource])
-        except (KeyError, QuantityError, TypeError):
-            continue
-        if value > 0:
-            parsed[resource] = value
-    return parsed
+    parsed = {r: _plausible(r, section.get(r)) for r in RESOURCES}
+    return {r: v for r, v in parsed.items() if v is not None}
 
 
 def parse_recommendation(body: Any) -> Recommendation | None:
-    """The receiver's 200 body; unknown fields ignored, unusable → None."""
+    """The receiver's 200 body; unknown fields ignored, implausible values dropped.
+
+    A value no machine could hold (`1e20`), a negative, NaN, a wrong type or a
+    unit-less typo is not a size: it is left out, and a body with nothing usable
+    is None, as if the receiver had no recommendation.
+    """
     if not isinstance(body, dict):
         return None
     requests, limits = _quantities(body.get("requests")), _quantities(body.get("limits"))
     if not requests and not limits:
         return None
     return Recommendation(requests, limits)
+
+
+def explicit_resources(build_env: Mapping[str, str]) -> set[str]:
+    """Resources the job set itself through KUBERNETES_* variables."""
+    return {
+        resource
+        for resource, variables in EXPLICIT_VARIABLES.items()
+        if any(build_env.get(v, "").strip() for v in variables)
+    }
 
 
 def sized_resources(
@@ -72,9 +106,11 @@ def sized_resources(
 ) -> dict[str, Any]:
     """The container's new `resources`: requests never exceed limits.
 
-    RequestsOnly leaves limits the operator set alone and caps requests at them;
-    RequestsAndLimits sets both and raises a limit that would sit below its request.
-    Resources other than cpu/memory are kept as they are.
+    Values are rounded up to whole millicores and MiB, then capped again, so a
+    rounding never lifts a value over its limit or bound. RequestsOnly leaves the
+    limits the operator set alone and caps requests at them; RequestsAndLimits sets
+    both and raises a limit that would sit below its request. Resources other than
+    cpu/memory are kept as they are.
     """
     requests = dict(current.get("requests") or {})
     limits = dict(current.get("limits") or {})
@@ -82,9 +118,9 @@ def sized_resources(
         old_request, old_limit = _existing(requests.get(resource)), _existing(limits.get(resource))
         request, limit = old_request, old_limit
         if resource in recommendation.requests:
-            request = bounds.clamp(resource, recommendation.requests[resource])
+            request = _bounded(resource, recommendation.requests[resource], bounds)
         if mode is SizingMode.REQUESTS_AND_LIMITS and resource in recommendation.limits:
-            limit = bounds.clamp(resource, recommendation.limits[resource])
+            limit = _bounded(resource, recommendation.limits[resource], bounds)
         if request is not None and limit is not None and request > limit:
             if mode is SizingMode.REQUESTS_AND_LIMITS:
                 limit = request
@@ -103,8 +139,13 @@ def sized_resources(
     return resources
 
 
+def _bounded(resource: str, value: Decimal, bounds: Bounds) -> Decimal:
+    """Rounded up to a readable step, then clamped: the bound wins over the rounding."""
+    return bounds.clamp(resource, round_up(resource, bounds.clamp(resource, value)))
+
+
 def _existing(value: Any) -> Decimal | None:
     try:
         return parse_quantity(value)
-    except (QuantityError, TypeError, AttributeError):
+    except QuantityError:
         return None
