@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import ssl
 import time
@@ -11,12 +12,19 @@ from pathlib import Path
 import requests
 from cryptography import x509
 
+from runner_sizer.devcluster.cluster import free_port
 from runner_sizer.devcluster.pki import CertificateAuthority
 from runner_sizer.devcluster.receiver_standin import StandinServer
 from runner_sizer.devcluster.runnerpods import RunnerJob
 from runner_sizer.devcluster.webhook_process import WebhookProcess, webhook_for
 from runner_sizer.webhook.tls import ReloadingServerContext
-from tests.integration.conftest import Admission, metric_value, post_review, start_webhook
+from tests.integration.conftest import (
+    RECOMMENDED,
+    Admission,
+    metric_value,
+    post_review,
+    start_webhook,
+)
 from tests.support.kube import wait_for
 from tests.support.promtool import assert_promtool_accepts
 from tests.support.reviews import review_for, runner_review
@@ -88,7 +96,7 @@ def test_receiver_down_still_allows(standin: StandinServer) -> None:
             "--sizer-sidecar-image=c:1",
             "--enable-affinity=false",
         ],
-        env={"WEBHOOK_SIZER_READ_TOKEN": "r"},
+        env={"WEBHOOK_SIZER_READ_TOKEN": "r", "WEBHOOK_SIZER_PUSH_TOKEN": "p"},
     ).start()
     try:
         admission = post_review(process, runner_review())
@@ -266,9 +274,29 @@ def test_receiver_behind_a_private_ca(
 def test_serves_without_a_kubernetes_api(
     standin: StandinServer, fresh_job: RunnerJob, tmp_path: Path
 ) -> None:
-    """No API server: admissions go on without affinity, and /readyz says why."""
-    missing = tmp_path / "no-such-kubeconfig"
-    process = webhook_for(standin.url, f"--kubeconfig={missing}").start()
+    """No API server answers: admissions go on without affinity, and /readyz says why."""
+    unreachable = tmp_path / "kubeconfig"
+    unreachable.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [
+                    {
+                        "name": "gone",
+                        "cluster": {
+                            "server": f"https://127.0.0.1:{free_port()}",
+                            "insecure-skip-tls-verify": True,
+                        },
+                    }
+                ],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [{"name": "c", "context": {"cluster": "gone", "user": "u"}}],
+                "current-context": "c",
+            }
+        )
+    )
+    process = webhook_for(standin.url, f"--kubeconfig={unreachable}").start()
     try:
 
         def readiness() -> requests.Response:
@@ -282,6 +310,34 @@ def test_serves_without_a_kubernetes_api(
         admission = post_review(process, runner_review(fresh_job))
         assert admission.status["sizing"] == "applied"
         assert admission.status["affinity"] == "skipped:no_history"
+    finally:
+        process.stop()
+
+
+def test_token_files_are_reread_when_rotated(standin: StandinServer, tmp_path: Path) -> None:
+    """A rotated read token is used from the next call on, without a restart."""
+    read_token = tmp_path / "read-token"
+    read_token.write_text("stale-token\n")
+    process = webhook_for(
+        standin.url, "--enable-affinity=false", f"--sizer-read-token-file={read_token}"
+    )
+    process.env = {"WEBHOOK_SIZER_PUSH_TOKEN": "push-token"}
+    process.start()
+    try:
+        first = RunnerJob(job_name="rotation before")
+        standin.state.recommendations[f"acme/ml-pipeline/{first.ref}/{first.job_name}"] = (
+            RECOMMENDED
+        )
+        assert post_review(process, runner_review(first)).status["sizing"] == (
+            "skipped:receiver_error"
+        )
+        read_token.write_text(standin.state.read_token)
+        second = RunnerJob(job_name="rotation after")
+        standin.state.recommendations[f"acme/ml-pipeline/{second.ref}/{second.job_name}"] = (
+            RECOMMENDED
+        )
+        assert post_review(process, runner_review(second)).status["sizing"] == "applied"
+        assert "stale-token" not in process.process.log_file.read_text()
     finally:
         process.stop()
 
