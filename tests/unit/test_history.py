@@ -7,11 +7,12 @@ import datetime
 import pytest
 from prometheus_client import CollectorRegistry
 
-from runner_sizer.history.keys import HistoryKey
+from runner_sizer.history.keys import HistoryKey, history_key, to_configmap_key
 from runner_sizer.history.ledger import (
     data_bytes,
     drop_nodes,
     evict,
+    evict_surplus,
     from_data,
     merge,
     record,
@@ -22,6 +23,7 @@ from runner_sizer.history.placements import Placement
 from runner_sizer.options import OptionError
 from runner_sizer.recorder.bindings import Binding, binding_of
 from runner_sizer.recorder.settings import load_settings
+from runner_sizer.recorder.tombstones import Tombstones
 from runner_sizer.webhook.history_view import HistoryView
 from runner_sizer.webhook.metrics import build_metrics
 
@@ -89,6 +91,39 @@ def test_eviction_drops_least_recently_used_first() -> None:
     assert by_bytes == ["k4"]
 
 
+def test_eviction_by_count_alone_matches_eviction_by_both_bounds() -> None:
+    history = {f"k{i}": [Placement("n", at(i))] for i in range(10)}
+    copy = {k: list(v) for k, v in history.items()}
+    assert evict_surplus(history, 7) == evict(copy, 7) == ["k0", "k1", "k2"]
+    assert evict_surplus(history, 7) == []
+
+
+def project_job(job: str) -> dict[str, object]:
+    return {
+        "labels": {"project.runner.gitlab.com/id": "42"},
+        "annotations": {"job.runner.gitlab.com/name": job},
+    }
+
+
+@pytest.mark.parametrize("job", ["j" * 170, "ü" * 120, "x" * 5000, "sha256." + "0" * 64])
+def test_every_history_key_has_a_valid_configmap_key(job: str) -> None:
+    key = history_key(HistoryKey.PROJECT_JOB, project_job(job))
+    assert key is not None
+    stored = to_configmap_key(key)
+    assert 0 < len(stored) <= 253 and all(c.isalnum() or c in "-._" for c in stored), stored
+    assert to_configmap_key(key) == stored, "the stored form is stable"
+    assert from_data(to_data({key: [Placement("n1", at(1))]})) == {key: [Placement("n1", at(1))]}
+
+
+def test_long_keys_are_hashed_and_distinct() -> None:
+    short = history_key(HistoryKey.PROJECT_JOB, project_job("build"))
+    assert short == "project-42/build", "keys that fit keep their readable form"
+    a = history_key(HistoryKey.PROJECT_JOB, project_job("a" * 300))
+    b = history_key(HistoryKey.PROJECT_JOB, project_job("a" * 299 + "b"))
+    assert a is not None and b is not None and a != b
+    assert a.startswith("sha256.") and a == to_configmap_key(a)
+
+
 def test_configmap_data_round_trip() -> None:
     history = {
         "project-7/unit tests": [Placement("a", at(1))],
@@ -110,6 +145,28 @@ def pod(
         "spec": {"nodeName": node} if node else {},
         "status": {"conditions": conditions},
     }
+
+
+def test_binding_of_only_runner_pods_in_the_watched_namespaces() -> None:
+    runner = {"pod": "runner-abc-project-7-concurrent-2"}
+    impostor = {"pod": "my-app"}
+    assert binding_of(pod(impostor, "n1"), HistoryKey.RUNNER_PROJECT, NOW) is None
+    in_ci = pod(runner, "n1")
+    in_ci["metadata"]["namespace"] = "ci"  # type: ignore[index]
+    assert binding_of(in_ci, HistoryKey.RUNNER_PROJECT, NOW, ("ci",)) is not None
+    assert binding_of(in_ci, HistoryKey.RUNNER_PROJECT, NOW, ("other",)) is None
+    assert binding_of(in_ci, HistoryKey.RUNNER_PROJECT, NOW) is not None, "all namespaces"
+    in_ci["spec"] = {"nodeName": ["not", "a", "name"]}
+    assert binding_of(in_ci, HistoryKey.RUNNER_PROJECT, NOW) is None
+
+
+def test_tombstones_are_bounded_and_revivable() -> None:
+    tombstones = Tombstones(limit=3)
+    tombstones.bury(["a", "b", "c"])
+    tombstones.bury(["a", "d"])  # "a" again: now the most recent
+    assert tombstones.nodes() == {"c", "a", "d"}
+    tombstones.revive({"c", "unknown"})
+    assert "c" not in tombstones and "a" in tombstones
 
 
 def test_binding_of_a_scheduled_runner_pod() -> None:
@@ -155,3 +212,11 @@ def test_history_view_follows_configmap_updates() -> None:
     assert (view.nodes("a"), view.nodes("b/c")) == (("n4", "n1"), ())
     view._changed("DELETED", {})
     assert view.nodes("a") == ()
+
+
+def test_history_view_finds_hashed_keys() -> None:
+    view = HistoryView(lambda: None, "ns", "cm", build_metrics(CollectorRegistry()))  # type: ignore[arg-type, return-value]
+    key = history_key(HistoryKey.PROJECT_JOB, project_job("long " * 60))
+    assert key is not None
+    view._changed("ADDED", {"data": to_data({key: [Placement("n1", at(1))]})})
+    assert view.nodes(key) == ("n1",)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import re
 from collections.abc import Callable, Mapping
 from enum import StrEnum
@@ -12,7 +13,10 @@ from runner_sizer.identity import JOB_NAME_ANNOTATION, LEGACY_POD_LABEL, POD_LAB
 
 _CONCURRENT_SUFFIX = re.compile(r"-concurrent-\d+$")
 _CONFIGMAP_KEY_SAFE = re.compile(r"^[-._a-zA-Z0-9]{1,253}$")
+_MAX_CONFIGMAP_KEY = 253
 _ENCODED_PREFIX = "b64."
+_HASHED_PREFIX = "sha256."
+_HASHED = re.compile(r"^sha256\.[0-9a-f]{64}$")
 
 
 class HistoryKey(StrEnum):
@@ -53,19 +57,34 @@ _DERIVE: dict[HistoryKey, Callable[[Mapping[str, str], Mapping[str, str]], str |
 
 
 def history_key(kind: HistoryKey, metadata: Mapping[str, Any]) -> str | None:
-    """The history key of a pod from its metadata, or None if it has none."""
-    return _DERIVE[kind](metadata.get("labels") or {}, metadata.get("annotations") or {})
+    """The history key of a pod from its metadata, or None if it has none.
+
+    A key too long to store reversibly is its hash (see `to_configmap_key`), so
+    the recorder, the webhook and what is stored all name it the same way.
+    """
+    key = _DERIVE[kind](metadata.get("labels") or {}, metadata.get("annotations") or {})
+    return None if key is None else from_configmap_key(to_configmap_key(key))
 
 
 def to_configmap_key(key: str) -> str:
-    """ConfigMap data keys allow `[-._a-zA-Z0-9]` only; others are base64url-encoded."""
-    if _CONFIGMAP_KEY_SAFE.match(key) and not key.startswith(_ENCODED_PREFIX):
+    """A valid ConfigMap data key (`[-._a-zA-Z0-9]`, at most 253 characters).
+
+    Safe keys are stored as they are, others base64url-encoded behind `b64.`;
+    a key whose encoding would be too long is stored as `sha256.<hex digest>`,
+    which reads back as itself (it cannot be decoded).
+    """
+    if _HASHED.match(key):
         return key
-    encoded = base64.urlsafe_b64encode(key.encode()).decode().rstrip("=")
-    return _ENCODED_PREFIX + encoded
+    if _CONFIGMAP_KEY_SAFE.match(key) and not key.startswith((_ENCODED_PREFIX, _HASHED_PREFIX)):
+        return key
+    encoded = _ENCODED_PREFIX + base64.urlsafe_b64encode(key.encode()).decode().rstrip("=")
+    if len(encoded) <= _MAX_CONFIGMAP_KEY:
+        return encoded
+    return _HASHED_PREFIX + hashlib.sha256(key.encode()).hexdigest()
 
 
 def from_configmap_key(stored: str) -> str:
+    """The history key of a stored key; a hashed key is its own history key."""
     if not stored.startswith(_ENCODED_PREFIX):
         return stored
     encoded = stored[len(_ENCODED_PREFIX) :]

@@ -7,6 +7,7 @@ recency is its newest placement; eviction drops the least recent keys.
 from __future__ import annotations
 
 import datetime
+import heapq
 from collections.abc import Iterable, Mapping
 
 from runner_sizer.history.keys import from_configmap_key, to_configmap_key
@@ -91,17 +92,27 @@ def data_bytes(data: Mapping[str, str]) -> int:
     return sum(len(k.encode()) + len(v.encode()) for k, v in data.items())
 
 
+def evict_surplus(history: History, max_keys: int) -> list[str]:
+    """Drop the least recently used keys beyond `max_keys`; cheap (no sizes)."""
+    surplus = len(history) - max_keys
+    if surplus <= 0:
+        return []
+    oldest = heapq.nsmallest(surplus, history, key=lambda k: history[k][0].at)
+    for key in oldest:
+        del history[key]
+    return oldest
+
+
 def evict(history: History, max_keys: int, max_bytes: int = DEFAULT_MAX_BYTES) -> list[str]:
     """Drop least-recently-used keys until both bounds hold; returns them."""
-    by_age = sorted(history, key=lambda k: history[k][0].at)
+    evicted = evict_surplus(history, max_keys)
     sizes = {
         k: len(to_configmap_key(k).encode()) + len(serialize_placements(history[k]).encode())
         for k in history
     }
     total = sum(sizes.values())
-    evicted: list[str] = []
-    for key in by_age:
-        if len(history) <= max_keys and total <= max_bytes:
+    for key in sorted(history, key=lambda k: history[k][0].at):
+        if total <= max_bytes:
             break
         total -= sizes[key]
         del history[key]

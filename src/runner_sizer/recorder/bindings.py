@@ -8,6 +8,7 @@ from typing import Any
 
 from runner_sizer.history.keys import HistoryKey, history_key
 from runner_sizer.history.ledger import timestamp
+from runner_sizer.identity import is_runner_pod
 
 
 @dataclass(frozen=True)
@@ -17,16 +18,26 @@ class Binding:
     at: int  # unix milliseconds
 
 
-def binding_of(pod: dict[str, Any], kind: HistoryKey, now: datetime.datetime) -> Binding | None:
-    """The (key, node, when) of a pod bound to a node, or None.
+def binding_of(
+    pod: dict[str, Any],
+    kind: HistoryKey,
+    now: datetime.datetime,
+    namespaces: tuple[str, ...] = (),
+) -> Binding | None:
+    """The (key, node, when) of a runner pod bound to a node, or None.
 
-    "When" is the scheduling time if known, so re-listing old pods after a
-    restart does not make them look recent.
+    Only pods the webhook would also recognise as runner pods count, and only
+    in `namespaces` (all when empty). "When" is the scheduling time if known,
+    so re-listing old pods after a restart does not make them look recent.
     """
     node = (pod.get("spec") or {}).get("nodeName")
     metadata = pod.get("metadata") or {}
+    if not isinstance(node, str) or not node or not is_runner_pod(metadata):
+        return None
+    if namespaces and metadata.get("namespace") not in namespaces:
+        return None
     key = history_key(kind, metadata)
-    if not node or key is None:
+    if key is None:
         return None
     conditions = (pod.get("status") or {}).get("conditions") or []
     scheduled = next(

@@ -15,6 +15,8 @@ from typing import Any
 
 from runner_sizer.history.ledger import timestamp
 from runner_sizer.kube.client import KubeClient, KubeError
+from runner_sizer.recorder.problems import RecurringProblem
+from runner_sizer.recorder.store import MissingNamespaceError, create
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,9 @@ class LeaderElector:
     renew_deadline: float = 10.0
     clock: Callable[[], float] = time.monotonic
     _last_renewed: float = field(default=-1e9, init=False)
+    _problem: RecurringProblem = field(
+        default_factory=lambda: RecurringProblem(log, "lease update failed"), init=False
+    )
 
     @property
     def path(self) -> str:
@@ -48,9 +53,11 @@ class LeaderElector:
             self._try()
         except KubeError as error:
             if error.status != 409:  # 409: another candidate updated first
-                log.warning("lease update failed", extra={"error": str(error)})
-        except OSError as error:
-            log.warning("lease update failed", extra={"error": str(error)})
+                self._problem.occurred(error)
+        except (OSError, MissingNamespaceError) as error:
+            self._problem.occurred(error)
+        else:
+            self._problem.resolved()
         return self.is_leader
 
     def _try(self) -> None:
@@ -60,7 +67,12 @@ class LeaderElector:
         except KubeError as error:
             if error.status != 404:
                 raise
-            self.kube.post(self.path, self._lease({}, now, transitions=0, acquired=now))
+            create(
+                self.kube,
+                self.path,
+                self.namespace,
+                self._lease({}, now, transitions=0, acquired=now),
+            )
             self._last_renewed = self.clock()
             return
         spec: dict[str, Any] = lease.get("spec") or {}

@@ -1,8 +1,9 @@
 """The recorder's moving parts: watches in, batched ConfigMap writes out.
 
-Every replica watches and keeps the history in memory; only the Lease holder
-(or every replica, with elections off) writes, once per flush interval, by
-merging its history into the stored one.
+Every replica watches and keeps the history in memory, within --max-keys and
+--max-bytes whether or not it writes; only the Lease holder (or every replica,
+with elections off) writes, once per flush interval, by merging its history
+into the stored one.
 """
 
 from __future__ import annotations
@@ -14,14 +15,16 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from runner_sizer.history.ledger import History, drop_nodes, evict, merge, record
+from runner_sizer.history.ledger import History, drop_nodes, evict, evict_surplus, merge, record
 from runner_sizer.kube.client import JSON, KubeClient
 from runner_sizer.kube.informer import ListWatch
 from runner_sizer.recorder.bindings import binding_of
 from runner_sizer.recorder.leader import LeaderElector
 from runner_sizer.recorder.metrics import RecorderMetrics
+from runner_sizer.recorder.problems import RecurringProblem
 from runner_sizer.recorder.settings import RecorderSettings
 from runner_sizer.recorder.store import ConfigMapStore
+from runner_sizer.recorder.tombstones import Tombstones
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +40,10 @@ class Recorder:
         self._lock = threading.Lock()
         self._history: History = {}
         self._changed = False  # something to write
+        self._grown = False  # something recorded since the last eviction
         self._recent: set[str] = set()  # keys recorded since the last snapshot
-        self._forgotten: set[str] = set()
+        self._tombstones = Tombstones()
+        self._flush_problem = RecurringProblem(log, "history flush failed")
         self._stop = threading.Event()
         self._synced: dict[str, bool] = {}
         self.loaded = False
@@ -94,60 +99,56 @@ class Recorder:
             stop=self._stop,
         )
 
-    def _observe(self, pod: JSON) -> None:
-        binding = binding_of(pod, self.settings.history_key, datetime.datetime.now(datetime.UTC))
-        if binding is None:
-            return
+    def _observe(self, pods: list[JSON]) -> None:
+        """Record the pods' bindings; the key bound holds again afterwards."""
+        s = self.settings
+        now = datetime.datetime.now(datetime.UTC)
         with self._lock:
-            if binding.node in self._forgotten:
-                return
-            if record(
-                self._history,
-                binding.key,
-                binding.node,
-                binding.at,
-                self.settings.max_nodes_per_key,
-            ):
-                self._recent.add(binding.key)
-                self._changed = True
-                self.metrics.bindings.inc()
+            for pod in pods:
+                binding = binding_of(pod, s.history_key, now, s.namespaces)
+                if binding is None or binding.node in self._tombstones:
+                    continue
+                key, node, at = binding.key, binding.node, binding.at
+                if record(self._history, key, node, at, s.max_nodes_per_key):
+                    self._recent.add(key)
+                    self._changed = self._grown = True
+                    self.metrics.bindings.inc()
+            self.metrics.evictions.inc(len(evict_surplus(self._history, s.max_keys)))
 
     def _pods_listed(self, items: list[JSON]) -> None:
         self.metrics.events.labels("pods", "LIST").inc(len(items))
-        for pod in items:
-            self._observe(pod)
+        self._observe(items)
 
     def _pod_event(self, kind: str, pod: JSON) -> None:
         self.metrics.events.labels("pods", kind).inc()
         if kind in ("ADDED", "MODIFIED"):
-            self._observe(pod)
+            self._observe([pod])
 
     def _known_nodes(self) -> set[str]:
         """Every node the history mentions (call with the lock held)."""
         return {p.node for placements in self._history.values() for p in placements}
 
     def _forget(self, nodes: set[str]) -> None:
-        with self._lock:
-            gone = nodes & self._known_nodes()
-            if gone:
-                self._forgotten |= gone
-                drop_nodes(self._history, gone)
-                self._changed = True
+        """Call with the lock held."""
+        self._tombstones.bury(nodes)
+        if drop_nodes(self._history, nodes):
+            self._changed = True
 
     def _nodes_listed(self, items: list[JSON]) -> None:
         self.metrics.events.labels("nodes", "LIST").inc(len(items))
-        names = {n["metadata"]["name"] for n in items}
+        names = {str((n.get("metadata") or {}).get("name")) for n in items}
         with self._lock:
-            gone = self._known_nodes() - names
-        self._forget(gone)
+            self._tombstones.revive(names)
+            self._forget(self._known_nodes() - names)
 
     def _node_event(self, kind: str, node: JSON) -> None:
         self.metrics.events.labels("nodes", kind).inc()
-        if kind == "DELETED":
-            self._forget({node["metadata"]["name"]})
-        elif kind == "ADDED":
-            with self._lock:  # a node name can come back
-                self._forgotten.discard(node["metadata"]["name"])
+        name = str((node.get("metadata") or {}).get("name"))
+        with self._lock:
+            if kind == "DELETED":
+                self._forget({name})
+            elif kind == "ADDED":  # a node name can come back
+                self._tombstones.revive({name})
 
     # -- output ---------------------------------------------------------------
 
@@ -156,7 +157,7 @@ class Recorder:
         backoff = 0.5
         while not self._stop.is_set():
             try:
-                stored, _ = self._store.load()
+                stored = self._store.load()
             except Exception as error:
                 log.warning("cannot load history yet", extra={"error": str(error)})
                 self._stop.wait(backoff)
@@ -164,7 +165,8 @@ class Recorder:
                 continue
             with self._lock:
                 self._history = merge(stored, self._history, self.settings.max_nodes_per_key)
-            self.metrics.history_keys.set(len(stored))
+                self._grown = True
+            self._bound()
             self.loaded = True
             log.info("history loaded", extra={"keys": len(stored)})
             return
@@ -175,33 +177,44 @@ class Recorder:
             if not self._changed:
                 return
             snapshot = {k: list(v) for k, v in self._history.items()}
-            forgotten = set(self._forgotten)
+            buried = self._tombstones.nodes()
             self._changed = False
             self._recent.clear()
         s = self.settings
         try:
             result = self._store.flush(
-                snapshot, forgotten, s.max_nodes_per_key, s.max_keys, s.max_bytes
+                snapshot, buried, s.max_nodes_per_key, s.max_keys, s.max_bytes
             )
         except Exception as error:
             self.metrics.flush_errors.inc()
-            log.warning("history flush failed", extra={"error": str(error)})
+            self._flush_problem.occurred(error)
             with self._lock:
                 self._changed = True
             return
+        self._flush_problem.resolved()
         with self._lock:
             # Adopt what is stored (other writers' entries, evictions) plus what
             # was recorded while we were writing.
             newer = {k: self._history[k] for k in self._recent if k in self._history}
             self._history = merge(result.history, newer, s.max_nodes_per_key)
-            self._forgotten -= forgotten
-            evict(self._history, s.max_keys, s.max_bytes)
+            self._grown = True
         self.metrics.writes.inc(result.writes)
         self.metrics.conflicts.inc(result.conflicts)
         self.metrics.evictions.inc(len(result.evicted))
-        self.metrics.history_keys.set(len(result.history))
         self.metrics.history_bytes.set(result.data_bytes)
         self.metrics.last_flush.set(time.time())
+
+    def _bound(self) -> None:
+        """Both bounds on the history in memory: every replica, leader or not, flushed or not."""
+        s = self.settings
+        with self._lock:
+            if not self._grown:
+                return
+            self._grown = False
+            evicted = evict(self._history, s.max_keys, s.max_bytes)
+            keys = len(self._history)
+        self.metrics.evictions.inc(len(evicted))
+        self.metrics.history_keys.set(keys)
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -222,6 +235,7 @@ class Recorder:
     def _flush_if_leading(self) -> None:
         if not self.settings.leader_elect or self.elector.is_leader:
             self.flush()
+        self._bound()
 
     def start(self) -> None:
         self.load()
