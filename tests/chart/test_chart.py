@@ -45,7 +45,8 @@ def assert_least_privilege(manifest: dict[str, Any]) -> None:
         for field in ("apiGroups", "resources", "verbs", "resourceNames"):
             assert "*" not in rule.get(field, []), (manifest["metadata"]["name"], rule)
         assert not {"create", "delete", "patch", "deletecollection"} & set(rule["verbs"]) or (
-            rule["resources"] == ["leases"] and rule["verbs"] == ["create"]
+            # `create` cannot be limited by resourceNames: leases, and the history ConfigMap.
+            rule["resources"] in (["leases"], ["configmaps"]) and rule["verbs"] == ["create"]
         ), rule
 
 
@@ -178,6 +179,7 @@ def test_rbac_is_exactly_what_the_services_need(values: Any) -> None:
             "resourceNames": ["runner-sizer-history"],
             "verbs": ["get", "update"],
         },
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]},
         {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
         {
             "apiGroups": ["coordination.k8s.io"],

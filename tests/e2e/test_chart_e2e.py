@@ -201,8 +201,12 @@ REFUSED: dict[str, list[tuple[str, str, dict[str, Any] | None]]] = {
     ],
     "recorder": [
         ("DELETE", f"/api/v1/namespaces/{NAMESPACE}/configmaps/runner-sizer-history", None),
-        ("POST", f"/api/v1/namespaces/{NAMESPACE}/configmaps", {"metadata": {"name": "x"}}),
         ("GET", f"/api/v1/namespaces/{NAMESPACE}/configmaps/other", None),
+        (
+            "PUT",
+            f"/api/v1/namespaces/{NAMESPACE}/configmaps/other",
+            {"metadata": {"name": "other"}},
+        ),
         ("GET", f"/api/v1/namespaces/{NAMESPACE}/secrets", None),
         ("POST", f"/api/v1/namespaces/{NAMESPACE}/pods", {"metadata": {"name": "x"}}),
         (
