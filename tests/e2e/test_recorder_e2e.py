@@ -16,11 +16,12 @@ from runner_sizer.devcluster.recorder_process import RecorderProcess
 from runner_sizer.devcluster.runnerpods import RunnerJob, runner_pod
 from runner_sizer.devcluster.webhook_process import webhook_for
 from runner_sizer.devcluster.webhooks import RUNNER_17_9_SELECTOR, has_status_annotation
+from runner_sizer.history.keys import HistoryKey, history_key
 from runner_sizer.history.ledger import from_data
 from runner_sizer.kube.client import KubeError
 from tests.e2e.conftest import ClusterUnderTest
 from tests.e2e.test_control_plane import preferred_node
-from tests.support.kube import bound_node, create_pod, wait_for
+from tests.support.kube import bound_node, create_pod, pods_path, wait_for
 from tests.support.promtool import assert_promtool_accepts
 
 FAST = ["--flush-interval=0.3"]
@@ -48,11 +49,13 @@ def start_recorder(cluster: ClusterUnderTest, namespace: str) -> Iterator[StartR
         process.stop()
 
 
+def history_path(namespace: str) -> str:
+    return f"/api/v1/namespaces/{namespace}/configmaps/runner-sizer-history"
+
+
 def stored_history(cluster: ClusterUnderTest, namespace: str) -> dict[str, list[str]]:
     try:
-        data = cluster.kube.get(
-            f"/api/v1/namespaces/{namespace}/configmaps/runner-sizer-history"
-        ).get("data")
+        data = cluster.kube.get(history_path(namespace)).get("data")
     except KubeError as error:
         if error.status == 404:
             return {}
@@ -254,3 +257,154 @@ def test_recorder_metrics_pass_promtool(
     ):
         assert f"runner_sizer_recorder_{name}" in text, name
     assert_promtool_accepts(text)
+
+
+def test_long_job_names_are_stored_under_valid_keys(
+    cluster: ClusterUnderTest, namespace: str, start_recorder: StartRecorder
+) -> None:
+    recorder = start_recorder("--history-key=project-job", *FAST)
+    jobs = [RunnerJob(runner_short=uuid.uuid4().hex[:8], job_name=n * 200) for n in "ab"]
+    for job in jobs:
+        create_pod(cluster.kube, namespace, bound_pod(job, "node-a"))
+    keys = [history_key(HistoryKey.PROJECT_JOB, runner_pod(job)["metadata"]) for job in jobs]
+    wait_for(
+        lambda: all(stored_history(cluster, namespace).get(k or "") == ["node-a"] for k in keys),
+        timeout=10,
+        what="both long keys written (the apiserver accepts them)",
+    )
+    assert recorder.metric("runner_sizer_recorder_flush_errors_total") == 0
+
+
+def test_writes_keep_the_configmaps_metadata_and_recreate_it(
+    cluster: ClusterUnderTest, namespace: str, start_recorder: StartRecorder
+) -> None:
+    helm_metadata = {
+        "labels": {"app.kubernetes.io/managed-by": "Helm", "team": "ci"},
+        "annotations": {
+            "meta.helm.sh/release-name": "rs",
+            "meta.helm.sh/release-namespace": namespace,
+            "helm.sh/resource-policy": "keep",
+        },
+    }
+    cluster.kube.post(
+        f"/api/v1/namespaces/{namespace}/configmaps",
+        {"metadata": {"name": "runner-sizer-history", **helm_metadata}},
+    )
+    start_recorder(*FAST)
+    first, second = new_job(), new_job()
+    create_pod(cluster.kube, namespace, bound_pod(first, "node-a"))
+    wait_for(lambda: job_key(first) in stored_history(cluster, namespace), what="first write")
+
+    def kept_metadata() -> bool:
+        metadata = cluster.kube.get(history_path(namespace))["metadata"]
+        return all(metadata.get(k, {}).items() >= v.items() for k, v in helm_metadata.items())
+
+    assert kept_metadata()
+    cluster.kube.delete(history_path(namespace))
+    create_pod(cluster.kube, namespace, bound_pod(second, "node-b"))
+    wait_for(
+        lambda: {job_key(first), job_key(second)} <= set(stored_history(cluster, namespace)),
+        timeout=10,
+        what="the deleted ConfigMap re-created with the whole history",
+    )
+    assert kept_metadata(), "re-created with the metadata it last had"
+
+
+def test_a_deleted_node_stays_forgotten_while_its_pods_are_updated(
+    cluster: ClusterUnderTest, namespace: str, start_recorder: StartRecorder
+) -> None:
+    node = f"gone-{uuid.uuid4().hex[:8]}"
+    cluster.kube.post("/api/v1/nodes", {"metadata": {"name": node}})
+    start_recorder(*FAST)
+    job = new_job()
+    pod = create_pod(cluster.kube, namespace, bound_pod(job, node))
+    wait_for(lambda: stored_history(cluster, namespace).get(job_key(job)) == [node])
+    cluster.kube.delete(f"/api/v1/nodes/{node}")
+    wait_for(lambda: job_key(job) not in stored_history(cluster, namespace), what="node dropped")
+    # What pod garbage collection does to pods still bound to the node: update, later delete.
+    for step in range(3):
+        cluster.kube.patch(
+            pods_path(namespace, pod["metadata"]["name"]),
+            {"metadata": {"annotations": {"gc-step": str(step)}}},
+        )
+        time.sleep(0.6)  # two flush intervals
+        assert job_key(job) not in stored_history(cluster, namespace), step
+
+
+def test_the_key_bound_holds_on_followers(
+    cluster: ClusterUnderTest, namespace: str, start_recorder: StartRecorder
+) -> None:
+    election = ["--lease-duration=3", "--renew-deadline=2", "--retry-period=0.5"]
+    replicas = [
+        start_recorder(*election, *FAST, "--max-keys=3", identity=f"replica-{i}") for i in range(2)
+    ]
+    wait_for(
+        lambda: [r for r in replicas if r.metric("runner_sizer_recorder_leader") == 1],
+        what="a leader",
+    )
+    for index in range(8):
+        create_pod(cluster.kube, namespace, bound_pod(new_job(), cluster.node_names[index % 3]))
+    wait_for(
+        lambda: all(
+            r.metric("runner_sizer_recorder_evictions_total") >= 5
+            and r.metric("runner_sizer_recorder_history_keys") == 3
+            for r in replicas
+        ),
+        timeout=10,
+        what="every replica to evict down to 3 keys",
+    )
+    assert len(stored_history(cluster, namespace)) == 3
+
+
+def test_a_missing_namespace_is_named_and_the_bound_holds(
+    cluster: ClusterUnderTest, namespace: str
+) -> None:
+    missing = f"missing-{uuid.uuid4().hex[:6]}"
+    recorders = [
+        RecorderProcess(
+            cluster.kubeconfig,
+            missing,
+            extra_args=[f"--namespaces={namespace}", "--max-keys=2", *FAST, *election],
+            identity=f"lonely-{index}",
+        ).start()
+        for index, election in enumerate([["--leader-elect=false"], []])
+    ]
+    try:
+        for index in range(5):
+            create_pod(cluster.kube, namespace, bound_pod(new_job(), cluster.node_names[index % 3]))
+        writer, candidate = recorders
+        wait_for(
+            lambda: writer.metric("runner_sizer_recorder_flush_errors_total") >= 3,
+            timeout=10,
+            what="flushes to fail",
+        )
+        wait_for(
+            lambda: "lease update failed" in candidate.process.log_file.read_text(),
+            what="the lease candidate to fail",
+        )
+        assert writer.metric("runner_sizer_recorder_history_keys") == 2, "bounded, unwritten"
+        logs = {r.identity: r.process.log_file.read_text() for r in recorders}
+    finally:
+        for recorder in recorders:
+            recorder.stop()
+    named = f"namespace '{missing}' does not exist"
+    assert "still conflicting" not in logs["lonely-0"]
+    flush_lines = [line for line in logs["lonely-0"].splitlines() if "flush failed" in line]
+    assert len(flush_lines) == 1 and named in flush_lines[0] and "ConfigMap" in flush_lines[0]
+    lease_lines = [line for line in logs["lonely-1"].splitlines() if "lease update" in line]
+    assert len(lease_lines) == 1 and named in lease_lines[0] and "Lease" in lease_lines[0]
+
+
+def test_only_runner_pods_are_recorded(
+    cluster: ClusterUnderTest, namespace: str, start_recorder: StartRecorder
+) -> None:
+    start_recorder(*FAST)
+    impostor = {
+        "metadata": {"name": "web-0", "labels": {"pod": "web"}},
+        "spec": {"nodeName": "node-a", "containers": [{"name": "web", "image": "nginx"}]},
+    }
+    create_pod(cluster.kube, namespace, impostor)
+    job = new_job()
+    create_pod(cluster.kube, namespace, bound_pod(job, "node-b"))
+    wait_for(lambda: job_key(job) in stored_history(cluster, namespace), what="runner pod")
+    assert "web" not in stored_history(cluster, namespace)
