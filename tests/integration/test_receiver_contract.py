@@ -10,7 +10,7 @@ import pytest
 import requests
 import yaml
 
-from runner_sizer.devcluster.receiver_standin import StandinServer
+from runner_sizer.devcluster.receiver_standin import SizingRequest, StandinServer
 from tests.integration.conftest import RECOMMENDED
 
 SPEC: dict[str, Any] = yaml.safe_load(
@@ -43,10 +43,32 @@ def test_sizing_answers_match_the_document(standin: StandinServer) -> None:
     assert {str(missing.status_code), str(unauthorized.status_code)} <= statuses
 
 
+def test_sizing_is_keyed_by_the_documented_project_id(standin: StandinServer) -> None:
+    parameters = SPEC["paths"][SIZING]["get"]["parameters"]
+    (documented,) = (p for p in parameters if p["name"] == "project_id")
+    assert (documented["in"], documented["required"], documented["schema"]) == (
+        "query",
+        False,
+        {"type": "string"},
+    )
+    standin.state.recommendations["7:acme/app/main/lint"] = RECOMMENDED
+    url = f"{standin.url}/api/v1/sizing/repo/acme/app/main/lint"
+    auth = {"Authorization": "Bearer read-token"}
+    ok = requests.get(url, params={"project_id": "7"}, headers=auth, timeout=5)
+    assert ok.status_code == 200
+    validate("Recommendation", ok.json())
+    other = requests.get(url, params={"project_id": "8"}, headers=auth, timeout=5)
+    assert other.status_code == 404, "another project with the same namespace and name"
+    assert standin.state.sizing_requests[-2:] == [
+        SizingRequest(("acme", "app", "main", "lint"), "7"),
+        SizingRequest(("acme", "app", "main", "lint"), "8"),
+    ]
+
+
 def test_token_answers_match_the_document(standin: StandinServer) -> None:
     standin.state.set_mode("ok")
     url, auth = f"{standin.url}{TOKEN}", {"Authorization": "Bearer push-token"}
-    scope = {"org": "acme", "repo": "app", "workflow": "main", "job": "build"}
+    scope = {"org": "acme", "repo": "app", "workflow": "main", "job": "build", "project_id": "7"}
     validate("TokenScope", scope)
     ok = requests.post(url, json=scope, headers=auth, timeout=5)
     assert ok.status_code == 200
@@ -56,6 +78,12 @@ def test_token_answers_match_the_document(standin: StandinServer) -> None:
         str(requests.post(url, json={"org": "x"}, headers=auth, timeout=5).status_code) in statuses
     )
     assert str(requests.post(url, json=scope, timeout=5).status_code) in statuses
+    assert standin.state.token_scopes[-2] == scope
+
+
+def test_token_scope_holds_nothing_undocumented() -> None:
+    with pytest.raises(jsonschema.ValidationError):
+        validate("TokenScope", {"org": "a", "repo": "r", "workflow": "w", "job": "j", "x": "1"})
 
 
 @pytest.mark.parametrize(

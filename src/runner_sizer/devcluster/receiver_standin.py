@@ -23,15 +23,28 @@ from werkzeug.serving import BaseWSGIServer, make_server
 MODES = ("ok", "slow", "404", "500", "garbage", "hang")
 
 
+@dataclass(frozen=True)
+class SizingRequest:
+    """What one sizing call asked for: the decoded segments and the project id (or None)."""
+
+    segments: tuple[str, ...]
+    project_id: str | None
+
+
 @dataclass
 class StandinState:
+    """`recommendations` is keyed by `org/repo/workflow/job` (decoded), or by
+    `{project_id}:org/repo/workflow/job` for an answer to that project only."""
+
     read_token: str = "read-token"  # noqa: S105 - a test double's credential
     push_token: str = "push-token"  # noqa: S105
     recommendations: dict[str, dict[str, Any]] = field(default_factory=dict)
     mode: str = "ok"
     delay: float = 0.0
     calls: Counter[str] = field(default_factory=Counter)
-    token_lifetime: int = 3600
+    token_lifetime: float = 4 * 3600  # outlives a 1 h job: a cached token gets reused
+    sizing_requests: list[SizingRequest] = field(default_factory=list)
+    token_scopes: list[dict[str, Any]] = field(default_factory=list)
     _serial: itertools.count[int] = field(default_factory=itertools.count)
     _release: threading.Event = field(default_factory=threading.Event)
 
@@ -63,6 +76,21 @@ def _refusal(state: StandinState, endpoint: str, token: str) -> Response | None:
     return _misbehave(state)
 
 
+def receiver_segments(raw_path: str) -> tuple[str, ...]:
+    """The decoded segments after `/api/v1/sizing/repo/` of a raw request path.
+
+    Dot segments are removed first (RFC 3986 §5.2.4), as any proxy or router on the
+    way may do; segments are split before decoding, since `/` travels as %2F.
+    """
+    kept: list[str] = []
+    for segment in raw_path.split("/"):
+        if segment == "..":
+            kept = kept[:-1]
+        elif segment != ".":
+            kept.append(segment)
+    return tuple(unquote(s) for s in kept[5:])
+
+
 def create_standin_app(state: StandinState) -> Flask:
     app = Flask("receiver-standin")
 
@@ -71,25 +99,32 @@ def create_standin_app(state: StandinState) -> Flask:
         refusal = _refusal(state, "sizing", state.read_token)
         if refusal is not None:
             return refusal
-        # Segments are percent-encoded ('/' as %2F): split the raw path, then decode.
         raw = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI", "")
-        segments = raw.split("?", 1)[0].split("/")[5:]
+        segments = receiver_segments(raw.split("?", 1)[0])
+        project_id = request.args.get("project_id")
+        state.sizing_requests.append(SizingRequest(segments, project_id))
         if len(segments) != 4:
             return Response(
                 '{"error":"expected org/repo/workflow/job"}', 400, mimetype="application/json"
             )
-        key = "/".join(unquote(s) for s in segments)
-        if state.mode == "404" or key not in state.recommendations:
+        key = "/".join(segments)
+        answer = state.recommendations.get(f"{project_id}:{key}") or state.recommendations.get(key)
+        if state.mode == "404" or answer is None:
             return Response('{"error":"no history"}', 404, mimetype="application/json")
-        return jsonify(state.recommendations[key])
+        return jsonify(answer)
 
     @app.post("/api/v1/token")
     def token() -> Response:
         refusal = _refusal(state, "token", state.push_token)
         if refusal is not None:
             return refusal
-        scope = request.get_json(silent=True) or {}
-        if not all(isinstance(scope.get(k), str) for k in ("org", "repo", "workflow", "job")):
+        scope = request.get_json(silent=True)
+        if not isinstance(scope, dict):
+            scope = {}
+        state.token_scopes.append(scope)
+        if not all(isinstance(scope.get(k), str) for k in ("org", "repo", "workflow", "job")) or (
+            not isinstance(scope.get("project_id", ""), str)
+        ):
             return Response('{"error":"scope required"}', 400, mimetype="application/json")
         return jsonify({"token": f"push-{next(state._serial)}", "expiresIn": state.token_lifetime})
 

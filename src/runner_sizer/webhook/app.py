@@ -34,6 +34,13 @@ class Services:
         return ""
 
 
+def job_lifetime(plan: Plan, settings: WebhookSettings) -> float:
+    """Seconds a push token must stay valid: the job's own timeout, else the configured one."""
+    if plan.job_timeout_seconds is not None:
+        return plan.job_timeout_seconds
+    return settings.job_timeout_seconds
+
+
 def fetch(plan: Plan, services: Services, deadline: Deadline) -> Fetched:
     """Ask the receiver and the history view for what the plan needs."""
     sizing = token = None
@@ -41,7 +48,8 @@ def fetch(plan: Plan, services: Services, deadline: Deadline) -> Fetched:
         if plan.want_sizing:
             sizing = services.receiver.sizing(plan.identity, deadline)
         if plan.want_sidecar:
-            token = services.receiver.push_token(plan.identity, deadline)
+            lifetime = job_lifetime(plan, services.settings)
+            token = services.receiver.push_token(plan.identity, deadline, lifetime)
     nodes: tuple[str, ...] = ()
     if plan.history_key is not None and services.history is not None:
         nodes = services.history.nodes(plan.history_key)

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 import gevent
 import requests
@@ -97,13 +98,12 @@ class ReceiverClient:
             size, settings.negative_cache_ttl_seconds, clock
         )
         self._last_good: LRUCache[str, SizingAnswer] = LRUCache(size)
-        margin = settings.token_refresh_margin_seconds
         self._tokens: TLRUCache[str, TokenAnswer] = TLRUCache(
-            size, lambda _k, v, _now: v.expires_at - margin, clock
+            size, lambda _k, v, _now: v.expires_at, clock
         )
 
     def sizing(self, identity: JobIdentity, deadline: Deadline) -> SizingAnswer:
-        key = identity.receiver_path()
+        key = identity.cache_key()
         cached = self._sizing.get(key)
         if cached is not None:
             self._metrics.cache_lookups.labels("sizing", "hit").inc()
@@ -112,14 +112,14 @@ class ReceiverClient:
             self._metrics.cache_lookups.labels("sizing", "negative_hit").inc()
             return SizingAnswer(None, reason=Reason.COLD_START)
         self._metrics.cache_lookups.labels("sizing", "miss").inc()
-        return self._fetch_sizing(key, deadline)
+        return self._fetch_sizing(identity, deadline)
 
-    def _fetch_sizing(self, key: str, deadline: Deadline) -> SizingAnswer:
-        url = f"{self._settings.sizer_url}/api/v1/sizing/repo/{key}"
+    def _fetch_sizing(self, identity: JobIdentity, deadline: Deadline) -> SizingAnswer:
+        key = identity.cache_key()
         outcome = self._call(
             "sizing",
             "GET",
-            url,
+            sizing_url(self._settings.sizer_url, identity),
             token=self._settings.sizer_read_token,
             body=None,
             deadline=deadline,
@@ -134,7 +134,10 @@ class ReceiverClient:
             return self._stale_or(key, Reason.RECEIVER_ERROR)
         recommendation = parse_recommendation(body)
         if recommendation is None:
-            log.warning("receiver sent an unusable recommendation", extra={"path": key})
+            log.warning(
+                "receiver sent an unusable recommendation",
+                extra={"path": identity.receiver_path(), "project_id": identity.project_id},
+            )
             return SizingAnswer(None, reason=Reason.INVALID_ANSWER)
         answer = SizingAnswer(recommendation, json.dumps(body, separators=(",", ":")))
         self._sizing[key] = answer
@@ -148,26 +151,25 @@ class ReceiverClient:
             return stale
         return SizingAnswer(None, reason=reason)
 
-    def push_token(self, identity: JobIdentity, deadline: Deadline) -> TokenAnswer:
-        key = identity.receiver_path()
+    def push_token(self, identity: JobIdentity, deadline: Deadline, lifetime: float) -> TokenAnswer:
+        """A push token for the job; cached ones only while they outlive `lifetime` seconds.
+
+        `lifetime` is the job's timeout. A fresh token that dies sooner is still
+        returned (nothing better exists) but not cached.
+        """
+        key = identity.cache_key()
+        needed = lifetime + self._settings.token_refresh_margin_seconds
         cached = self._tokens.get(key)
-        if cached is not None:
+        if cached is not None and cached.expires_at - self._clock() >= needed:
             self._metrics.cache_lookups.labels("token", "hit").inc()
             return cached
         self._metrics.cache_lookups.labels("token", "miss").inc()
-        scope = {
-            "org": identity.org,
-            "repo": identity.repo,
-            "workflow": identity.workflow,
-            "job": identity.job,
-        }
-        url = f"{self._settings.sizer_url}/api/v1/token"
         outcome = self._call(
             "token",
             "POST",
-            url,
+            f"{self._settings.sizer_url}/api/v1/token",
             token=self._settings.sizer_push_token,
-            body=scope,
+            body=token_scope(identity),
             deadline=deadline,
         )
         if isinstance(outcome, Reason):
@@ -178,9 +180,9 @@ class ReceiverClient:
             return TokenAnswer(
                 None, Reason.RECEIVER_ERROR if status != 200 else Reason.INVALID_ANSWER
             )
-        lifetime = _expiry(body, time.time())
-        answer = TokenAnswer(token, expires_at=self._clock() + lifetime)
-        if lifetime > self._settings.token_refresh_margin_seconds:
+        validity = _expiry(body, time.time())
+        answer = TokenAnswer(token, expires_at=self._clock() + validity)
+        if validity >= needed:
             self._tokens[key] = answer
         return answer
 
@@ -194,45 +196,78 @@ class ReceiverClient:
         body: dict[str, str] | None,
         deadline: Deadline,
     ) -> tuple[int, Any] | Reason:
-        """(status, parsed JSON or None) or why there is no answer."""
-        if not self._breaker.allow():
-            self._metrics.breaker_open.set(1)
-            return Reason.BREAKER_OPEN
+        """(status, parsed JSON or None) or why there is no answer; never raises."""
         budget = min(deadline.remaining(), self._settings.receiver_timeout_seconds)
         if budget <= 0.001:
             return Reason.TIMEOUT
+        # From here on every path reports to the breaker: it may have granted its trial.
+        if not self._breaker.allow():
+            self._metrics.breaker_open.set(1)
+            return Reason.BREAKER_OPEN
         started = self._clock()
         status_label = "error"
         outcome: tuple[int, Any] | Reason = Reason.RECEIVER_ERROR
         try:
             with gevent.Timeout(budget, _HardTimeoutError):
-                response = self._session.request(
-                    method,
-                    url,
-                    json=body,
-                    headers={"Authorization": f"Bearer {token}"} if token else None,
-                    timeout=(budget, budget),
-                    verify=self._verify,
-                    allow_redirects=False,
-                )
+                response = self._send(method, url, token, body, budget)
                 payload = _json_or_none(response)
             status_label = str(response.status_code)
             outcome = (response.status_code, payload)
         except (_HardTimeoutError, requests.Timeout):
             status_label, outcome = "timeout", Reason.TIMEOUT
-        except requests.RequestException as error:
+        except Exception as error:  # e.g. OSError: the CA file is gone since start
             log.warning(
                 "receiver call failed", extra={"endpoint": endpoint, "error": type(error).__name__}
             )
-        finally:
+        finally:  # also when the greenlet is killed
+            if isinstance(outcome, Reason) or outcome[0] >= 500:
+                self._breaker.record_failure()
+            else:
+                self._breaker.record_success()
             self._metrics.receiver_seconds.labels(endpoint).observe(self._clock() - started)
         self._metrics.receiver_responses.labels(endpoint, status_label).inc()
-        if isinstance(outcome, Reason) or outcome[0] >= 500:
-            self._breaker.record_failure()
-        else:
-            self._breaker.record_success()
         self._metrics.breaker_open.set(1 if self._breaker.is_open else 0)
         return outcome
+
+    def _send(
+        self, method: str, url: str, token: str, body: dict[str, str] | None, budget: float
+    ) -> requests.Response:
+        prepared = self._session.prepare_request(
+            requests.Request(
+                method,
+                url,
+                json=body,
+                headers={"Authorization": f"Bearer {token}"} if token else None,
+            )
+        )
+        # requests re-quotes the URL and so decodes %2E: an encoded `..` segment would
+        # go out as `..` and be collapsed by the next hop. `url` is encoded already.
+        prepared.url = url
+        environment = self._session.merge_environment_settings(url, {}, None, self._verify, None)
+        return self._session.send(
+            prepared,
+            timeout=(budget, budget),
+            allow_redirects=False,
+            proxies=environment["proxies"],
+            verify=environment["verify"],
+        )
+
+
+def sizing_url(base: str, identity: JobIdentity) -> str:
+    """The sizing URL; the project id, when known, as the `project_id` query parameter."""
+    url = f"{base}/api/v1/sizing/repo/{identity.receiver_path()}"
+    return f"{url}?{urlencode({'project_id': identity.project_id})}" if identity.project_id else url
+
+
+def token_scope(identity: JobIdentity) -> dict[str, str]:
+    """The `TokenScope` body; `project_id` only when known."""
+    scope = {
+        "org": identity.org,
+        "repo": identity.repo,
+        "workflow": identity.workflow,
+        "job": identity.job,
+    }
+    return scope | {"project_id": identity.project_id} if identity.project_id else scope
 
 
 def _json_or_none(response: requests.Response) -> Any:
