@@ -72,7 +72,7 @@ def test_webhook_configuration_defaults(values: Any) -> None:
     (hook,) = configuration["webhooks"]
     assert hook["failurePolicy"] == "Ignore"
     assert hook["timeoutSeconds"] == 5
-    assert hook["sideEffects"] == "None"
+    assert hook["sideEffects"] == "NoneOnDryRun"
     assert hook["reinvocationPolicy"] == "IfNeeded"
     assert hook["matchPolicy"] == "Equivalent"
     assert hook["rules"] == [

@@ -55,7 +55,7 @@ def url_webhook_configuration(
                 "failurePolicy": "Ignore",
                 "matchPolicy": "Equivalent",
                 "reinvocationPolicy": "IfNeeded",
-                "sideEffects": "None",
+                "sideEffects": "NoneOnDryRun",  # API dry-run mints no push token
                 "timeoutSeconds": timeout_seconds,
                 "admissionReviewVersions": ["v1"],
             }

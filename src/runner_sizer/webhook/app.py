@@ -13,11 +13,12 @@ from flask import Flask, Response, request
 from runner_sizer.webhook.history_view import HistoryView
 from runner_sizer.webhook.metrics import WebhookMetrics
 from runner_sizer.webhook.mutation import Fetched, Ignore, Plan, build_mutation, plan_admission
-from runner_sizer.webhook.receiver import Deadline, ReceiverClient
+from runner_sizer.webhook.receiver import Deadline, ReceiverClient, TokenAnswer
 from runner_sizer.webhook.review import ReviewError, parse_review, review_response
 from runner_sizer.webhook.settings import WebhookSettings
 
 log = logging.getLogger(__name__)
+DRY_RUN_TOKEN = "dry-run-placeholder"  # noqa: S105 - what the sidecar gets on API dry-run
 
 
 @dataclass
@@ -42,12 +43,18 @@ def job_lifetime(plan: Plan, settings: WebhookSettings) -> float:
 
 
 def fetch(plan: Plan, services: Services, deadline: Deadline) -> Fetched:
-    """Ask the receiver and the history view for what the plan needs."""
+    """Ask the receiver and the history view for what the plan needs.
+
+    An API dry-run reads (sizing, history) but mints nothing: the sidecar gets
+    `DRY_RUN_TOKEN`, so the patch is the one a real admission would get.
+    """
     sizing = token = None
     if plan.identity is not None and services.receiver is not None:
         if plan.want_sizing:
             sizing = services.receiver.sizing(plan.identity, deadline)
-        if plan.want_sidecar:
+        if plan.want_sidecar and plan.dry_run:
+            token = TokenAnswer(DRY_RUN_TOKEN)
+        elif plan.want_sidecar:
             lifetime = job_lifetime(plan, services.settings)
             token = services.receiver.push_token(plan.identity, deadline, lifetime)
     nodes: tuple[str, ...] = ()
@@ -93,6 +100,14 @@ def admit(body: Any, services: Services) -> dict[str, Any]:
     return review_response(review.uid, mutation.patch)
 
 
+def load_json(body: bytes) -> Any:
+    """The parsed body; ValueError for anything json cannot load, deep nesting included."""
+    try:
+        return json.loads(body)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
 def _json(payload: Any, status: int = 200) -> Response:
     return Response(json.dumps(payload, separators=(",", ":")), status, mimetype="application/json")
 
@@ -105,7 +120,7 @@ def create_app(services: Services) -> Flask:
     def mutate() -> Response:
         started = time.perf_counter()
         try:
-            answer = admit(json.loads(request.get_data()), services)
+            answer = admit(load_json(request.get_data()), services)
         except (ValueError, ReviewError) as error:
             services.metrics.admissions.labels("invalid").inc()
             return _json({"error": f"not an AdmissionReview: {error}"[:300]}, 400)
