@@ -194,9 +194,17 @@ def test_rbac_is_exactly_what_the_services_need(values: Any) -> None:
     assert one(manifests, "ClusterRole", "rs-recorder-nodes")["rules"] == [
         {"apiGroups": [""], "resources": ["nodes"], "verbs": ["list", "watch"]}
     ]
+    assert one(manifests, "ClusterRole", "rs-webhook-namespace-rules")["rules"] == [
+        {
+            "apiGroups": [""],
+            "resources": ["limitranges", "resourcequotas"],
+            "verbs": ["list", "watch"],
+        }
+    ]
     assert {b["metadata"]["name"] for b in find(manifests, "ClusterRoleBinding")} == {
         "rs-recorder-pods",
         "rs-recorder-nodes",
+        "rs-webhook-namespace-rules",
     }
 
 

@@ -15,7 +15,7 @@ import requests
 
 from runner_sizer.devcluster.receiver_standin import StandinServer, StandinState
 from runner_sizer.devcluster.runnerpods import RunnerJob
-from runner_sizer.devcluster.webhook_process import WebhookProcess, webhook_for
+from runner_sizer.devcluster.webhook_process import NO_KUBERNETES, WebhookProcess, webhook_for
 from runner_sizer.webhook.mutation import STATUS_ANNOTATION
 from tests.support.reviews import runner_review
 
@@ -52,7 +52,7 @@ def fresh_job(standin: StandinServer) -> RunnerJob:
 
 
 def start_webhook(standin: StandinServer, *args: str) -> WebhookProcess:
-    return webhook_for(standin.url, "--enable-affinity=false", *args).start()
+    return webhook_for(standin.url, *NO_KUBERNETES, *args).start()
 
 
 @pytest.fixture(scope="module")

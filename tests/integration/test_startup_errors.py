@@ -14,6 +14,7 @@ import pytest
 from runner_sizer.devcluster.cluster import free_port
 from runner_sizer.devcluster.pki import CertificateAuthority
 from runner_sizer.devcluster.service_process import poll_until_ok
+from runner_sizer.devcluster.webhook_process import NO_KUBERNETES
 from runner_sizer.options import package_version
 
 BIN = Path(sys.executable).parent
@@ -78,7 +79,7 @@ def webhook_args(cert: Path, key: Path, *extra: str) -> list[str]:
 def test_webhook_bad_setting(
     extra: list[str], expected: str, pair: tuple[Path, Path], home: dict[str, str]
 ) -> None:
-    line = one_line_error(webhook_args(*pair, "--enable-affinity=false", *extra), home)
+    line = one_line_error(webhook_args(*pair, *NO_KUBERNETES, *extra), home)
     assert line.startswith("runner-sizer-webhook: invalid configuration: --")
     assert expected in line
 
@@ -88,7 +89,7 @@ def test_webhook_empty_token_file(
 ) -> None:
     empty = tmp_path / "read-token"
     empty.write_text("")
-    args = ["--enable-affinity=false", "--sizer-url=http://127.0.0.1:9"]
+    args = [*NO_KUBERNETES, "--sizer-url=http://127.0.0.1:9"]
     line = one_line_error(webhook_args(*pair, *args, f"--sizer-read-token-file={empty}"), home)
     assert (
         f"--sizer-read-token-file (WEBHOOK_SIZER_READ_TOKEN_FILE): required with --sizer-url "
@@ -103,7 +104,7 @@ def test_webhook_unusable_serving_pair(
     cert, key = pair
     other_key = CertificateAuthority("other").serving("x").write(tmp_path, "other")[1]
     files = (key, cert) if problem == "swapped" else (cert, other_key)
-    line = one_line_error(webhook_args(*files, "--enable-affinity=false"), home)
+    line = one_line_error(webhook_args(*files, *NO_KUBERNETES), home)
     assert line.startswith(
         "runner-sizer-webhook: invalid configuration: --tls-cert-file (WEBHOOK_TLS_CERT_FILE)/"
         "--tls-key-file (WEBHOOK_TLS_KEY_FILE): "
@@ -119,12 +120,16 @@ def test_kubeconfig_errors_are_the_same_for_both(
     recorder = one_line_error([RECORDER, f"--kubeconfig={missing}"], home)
     assert webhook.endswith(
         f"--kubeconfig (WEBHOOK_KUBECONFIG): no such file: {missing}, "
-        "or turn affinity off (--enable-affinity=false)"
+        "or turn off affinity (--enable-affinity=false) "
+        "and namespace rules (--watch-namespace-rules=false)"
     )
     assert recorder.endswith(f"--kubeconfig (RECORDER_KUBECONFIG): no such file: {missing}")
     outside = "not running in a cluster and no kubeconfig found: pass --kubeconfig"
     webhook = one_line_error(webhook_args(*pair), home)
-    assert webhook.endswith(f"{outside}, or turn affinity off (--enable-affinity=false)")
+    assert webhook.endswith(
+        f"{outside}, or turn off affinity (--enable-affinity=false) "
+        "and namespace rules (--watch-namespace-rules=false)"
+    )
     assert "Service host/port" not in webhook
     assert one_line_error([RECORDER], home).endswith(f"(RECORDER_KUBECONFIG): {outside}")
 
@@ -176,7 +181,7 @@ def test_clean_shutdown_leaves_no_metrics_dir_and_logs_only_json(
     pair: tuple[Path, Path], home: dict[str, str], tmp_path: Path
 ) -> None:
     port = free_port()
-    args = webhook_args(*pair, "--enable-affinity=false", "--workers=1")
+    args = webhook_args(*pair, *NO_KUBERNETES, "--workers=1")
     args[1] = f"--listen-addr=127.0.0.1:{port}"
     process = subprocess.Popen(
         args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=home, start_new_session=True

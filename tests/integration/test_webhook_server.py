@@ -16,7 +16,7 @@ from runner_sizer.devcluster.cluster import free_port
 from runner_sizer.devcluster.pki import CertificateAuthority
 from runner_sizer.devcluster.receiver_standin import StandinServer
 from runner_sizer.devcluster.runnerpods import RunnerJob
-from runner_sizer.devcluster.webhook_process import WebhookProcess, webhook_for
+from runner_sizer.devcluster.webhook_process import NO_KUBERNETES, WebhookProcess, webhook_for
 from runner_sizer.webhook.tls import ReloadingServerContext
 from tests.integration.conftest import (
     RECOMMENDED,
@@ -94,7 +94,7 @@ def test_receiver_down_still_allows(standin: StandinServer) -> None:
         extra_args=[
             "--sizer-url=http://127.0.0.1:9",
             "--sizer-sidecar-image=c:1",
-            "--enable-affinity=false",
+            *NO_KUBERNETES,
         ],
         env={"WEBHOOK_SIZER_READ_TOKEN": "r", "WEBHOOK_SIZER_PUSH_TOKEN": "p"},
     ).start()
@@ -256,9 +256,9 @@ def test_receiver_behind_a_private_ca(
     secured = StandinServer(standin.state, tls=context).start()
     ca_file = tmp_path / "receiver-ca.crt"
     ca_file.write_bytes(private.cert_pem)
-    trusting = webhook_for(secured.url, "--enable-affinity=false", f"--sizer-ca-file={ca_file}")
+    trusting = webhook_for(secured.url, *NO_KUBERNETES, f"--sizer-ca-file={ca_file}")
     trusting.env = {**trusting.env, "REQUESTS_CA_BUNDLE": "/etc/ssl/certs/ca-certificates.crt"}
-    untrusting = webhook_for(secured.url, "--enable-affinity=false")
+    untrusting = webhook_for(secured.url, *NO_KUBERNETES)
     try:
         assert post_review(trusting.start(), runner_review(fresh_job)).status["sizing"] == "applied"
         assert (
@@ -308,7 +308,8 @@ def test_serves_without_a_kubernetes_api(
         )
         assert readiness().status_code == 503
         admission = post_review(process, runner_review(fresh_job))
-        assert admission.status["sizing"] == "applied"
+        # Without the namespace's LimitRanges and quotas nothing is added that they could refuse.
+        assert admission.status["sizing"] == "skipped:rules_unknown"
         assert admission.status["affinity"] == "skipped:no_history"
     finally:
         process.stop()
@@ -318,9 +319,7 @@ def test_token_files_are_reread_when_rotated(standin: StandinServer, tmp_path: P
     """A rotated read token is used from the next call on, without a restart."""
     read_token = tmp_path / "read-token"
     read_token.write_text("stale-token\n")
-    process = webhook_for(
-        standin.url, "--enable-affinity=false", f"--sizer-read-token-file={read_token}"
-    )
+    process = webhook_for(standin.url, *NO_KUBERNETES, f"--sizer-read-token-file={read_token}")
     process.env = {"WEBHOOK_SIZER_PUSH_TOKEN": "push-token"}
     process.start()
     try:

@@ -12,6 +12,7 @@ import jsonpatch
 import pytest
 
 from runner_sizer.devcluster.runnerpods import RunnerJob, runner_pod
+from runner_sizer.webhook.constraints import NO_RULES
 from runner_sizer.webhook.mutation import (
     STATUS_ANNOTATION,
     Fetched,
@@ -20,8 +21,8 @@ from runner_sizer.webhook.mutation import (
     Reason,
     build_mutation,
     plan_admission,
-    pointer,
 )
+from runner_sizer.webhook.patch import pointer
 from runner_sizer.webhook.review import parse_review
 from runner_sizer.webhook.settings import WebhookSettings
 from runner_sizer.webhook.sizing import Recommendation
@@ -36,9 +37,9 @@ RECOMMENDATION = Recommendation(
 )
 FETCHED = Fetched(
     recommendation=RECOMMENDATION,
-    recommendation_raw='{"requests":{"cpu":"1500m"}}',
     push_token="push-123",
     history_nodes=("node-b", "node-a"),
+    rules=NO_RULES,
 )
 
 
@@ -89,7 +90,11 @@ def test_full_runner_18_pod_gets_every_feature(index: int) -> None:
     assert "CI_JOB_TOKEN" not in env and "CI_REGISTRY_PASSWORD" not in env
     assert env["RUNNER_POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     assert json.loads(env["CGROUP_LIMITS"])["build"]["requests"]["cpu"] == "1500m"
-    assert env["APPLIED_SIZING"] == FETCHED.recommendation_raw
+    assert json.loads(env["APPLIED_SIZING"]) == {
+        "requests": {"cpu": "1500m", "memory": "3Gi"},
+        "limits": {"cpu": "2", "memory": "4Gi"},
+    }
+    assert sidecar["resources"]["limits"]["cpu"] == sidecar["resources"]["requests"]["cpu"]
     assert sidecar["securityContext"]["runAsNonRoot"] is True
     assert status == {
         "sizing": "applied",
@@ -225,7 +230,9 @@ def test_dry_run_annotates_only() -> None:
 
 
 def test_failed_fetches_leave_the_pod_as_is_and_say_why() -> None:
-    fetched = Fetched(sizing_reason=Reason.TIMEOUT, token_reason=Reason.BREAKER_OPEN)
+    fetched = Fetched(
+        sizing_reason=Reason.TIMEOUT, token_reason=Reason.BREAKER_OPEN, rules=NO_RULES
+    )
     review = runner_review()
     pod, status = mutate(review, fetched)
     assert container(pod, "build") == container(review["request"]["object"], "build")
@@ -240,7 +247,9 @@ def test_failed_fetches_leave_the_pod_as_is_and_say_why() -> None:
 
 def test_cold_start_uses_configured_defaults() -> None:
     settings = dataclasses.replace(SETTINGS, default_requests={"cpu": Decimal("0.5")})
-    pod, status = mutate(runner_review(), Fetched(sizing_reason=Reason.COLD_START), settings)
+    pod, status = mutate(
+        runner_review(), Fetched(sizing_reason=Reason.COLD_START, rules=NO_RULES), settings
+    )
     assert status["sizing"] == "default"
     assert container(pod, "build")["resources"]["requests"]["cpu"] == "500m"
 

@@ -97,6 +97,10 @@ class WebhookProcess:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
+# Flags for a webhook with no Kubernetes API to watch: no history, no namespace rules.
+NO_KUBERNETES = ("--enable-affinity=false", "--watch-namespace-rules=false")
+
+
 def webhook_for(
     receiver_url: str, *extra_args: str, ca_name: str = "runner-sizer-dev-ca"
 ) -> WebhookProcess:

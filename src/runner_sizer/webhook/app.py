@@ -10,9 +10,11 @@ from typing import Any
 
 from flask import Flask, Response, request
 
+from runner_sizer.webhook.constraints import NO_RULES, NamespaceRules
 from runner_sizer.webhook.history_view import HistoryView
 from runner_sizer.webhook.metrics import WebhookMetrics
 from runner_sizer.webhook.mutation import Fetched, Ignore, Plan, build_mutation, plan_admission
+from runner_sizer.webhook.namespace_view import NamespaceView
 from runner_sizer.webhook.receiver import Deadline, ReceiverClient, TokenAnswer
 from runner_sizer.webhook.review import ReviewError, parse_review, review_response
 from runner_sizer.webhook.settings import WebhookSettings
@@ -27,11 +29,15 @@ class Services:
     metrics: WebhookMetrics
     receiver: ReceiverClient | None
     history: HistoryView | None
+    namespaces: NamespaceView | None = None
 
     def readiness_problem(self) -> str:
-        """Empty when ready to admit: history synced (if affinity is on)."""
+        """Empty when ready to admit: history synced (if affinity is on), and the
+        namespaces' LimitRanges and ResourceQuotas read (if anything is sized or injected)."""
         if self.settings.enable_affinity and self.history is not None and not self.history.synced:
             return self.history.problem
+        if self.namespaces is not None and not self.namespaces.synced:
+            return self.namespaces.problem
         return ""
 
 
@@ -40,6 +46,15 @@ def job_lifetime(plan: Plan, settings: WebhookSettings) -> float:
     if plan.job_timeout_seconds is not None:
         return plan.job_timeout_seconds
     return settings.job_timeout_seconds
+
+
+def namespace_rules(plan: Plan, services: Services) -> NamespaceRules | None:
+    """The namespace's LimitRanges and quotas; None while they are not known."""
+    if not services.settings.watch_namespace_rules:
+        return NO_RULES
+    if services.namespaces is None or not services.namespaces.synced:
+        return None
+    return services.namespaces.rules(plan.namespace)
 
 
 def fetch(plan: Plan, services: Services, deadline: Deadline) -> Fetched:
@@ -62,11 +77,11 @@ def fetch(plan: Plan, services: Services, deadline: Deadline) -> Fetched:
         nodes = services.history.nodes(plan.history_key)
     return Fetched(
         recommendation=sizing.recommendation if sizing else None,
-        recommendation_raw=sizing.raw if sizing else "",
         sizing_reason=sizing.reason if sizing else None,
         push_token=token.token if token else None,
         token_reason=token.reason if token else None,
         history_nodes=nodes,
+        rules=namespace_rules(plan, services),
     )
 
 
@@ -88,7 +103,7 @@ def admit(body: Any, services: Services) -> dict[str, Any]:
         log.exception("admission failed; pod allowed unchanged", extra={"uid": review.uid})
         metrics.admissions.labels("error").inc()
         return review_response(review.uid)
-    for feature, reason in mutation.skipped.items():
+    for feature, reason in mutation.reasons():
         if reason.value != "disabled":
             metrics.skipped_injections.labels(feature, reason.value).inc()
     if services.settings.dry_run:

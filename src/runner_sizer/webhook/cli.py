@@ -24,12 +24,12 @@ def check_environment(settings: WebhookSettings) -> None:
             f"{setting(ENV_PREFIX, 'tls-cert-file')}/{setting(ENV_PREFIX, 'tls-key-file')}: "
             f"{problem}"
         )
-    if settings.enable_affinity and (
+    if settings.needs_kubernetes and (
         problem := kubeconfig_problem(settings.kubeconfig, os.environ)
     ):
         raise SettingsError(
-            f"{setting(ENV_PREFIX, 'kubeconfig')}: {problem}, "
-            "or turn affinity off (--enable-affinity=false)"
+            f"{setting(ENV_PREFIX, 'kubeconfig')}: {problem}, or turn off affinity "
+            "(--enable-affinity=false) and namespace rules (--watch-namespace-rules=false)"
         )
 
 

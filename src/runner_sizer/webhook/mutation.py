@@ -8,7 +8,7 @@ fetches what the plan asks for (recommendation, push token, history) and
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -22,42 +22,17 @@ from runner_sizer.identity import (
     job_identity,
     job_timeout_seconds,
 )
+from runner_sizer.webhook.affinity import affinity_ops
+from runner_sizer.webhook.constraints import NO_RULES, NamespaceRules, Rule
+from runner_sizer.webhook.fitting import SIDECAR, Fit, build_resources, fit
+from runner_sizer.webhook.patch import pointer
 from runner_sizer.webhook.review import AdmissionRequest
 from runner_sizer.webhook.settings import WebhookSettings
-from runner_sizer.webhook.sizing import Recommendation, sized_resources
+from runner_sizer.webhook.sidecar import collector_env, sidecar_container, sidecar_resources
+from runner_sizer.webhook.sizing import Recommendation, explicit_resources, sized_resources
 
 STATUS_ANNOTATION = "runner-sizer.io/status"
 OPT_OUT_ANNOTATION = "runner-sizer.io/inject"
-AFFINITY_WEIGHTS = (100, 50, 25, 12, 6, 3, 1)
-
-# CI variables the collector may see: identifiers only, never credentials.
-FORWARDED_CI_VARIABLES = (
-    "GITLAB_CI",
-    "CI_SERVER_URL",
-    "CI_PROJECT_ID",
-    "CI_PROJECT_NAME",
-    "CI_PROJECT_PATH",
-    "CI_PROJECT_NAMESPACE",
-    "CI_PROJECT_ROOT_NAMESPACE",
-    "CI_PIPELINE_ID",
-    "CI_PIPELINE_SOURCE",
-    "CI_JOB_ID",
-    "CI_JOB_NAME",
-    "CI_JOB_STAGE",
-    "CI_COMMIT_REF_NAME",
-    "CI_COMMIT_SHA",
-    "CI_RUNNER_ID",
-    "CI_CONCURRENT_ID",
-)
-SIDECAR_RESOURCES = {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "64Mi"}}
-RESTRICTED_SECURITY_CONTEXT = {
-    "runAsNonRoot": True,
-    "runAsUser": 65532,
-    "allowPrivilegeEscalation": False,
-    "readOnlyRootFilesystem": True,
-    "capabilities": {"drop": ["ALL"]},
-    "seccompProfile": {"type": "RuntimeDefault"},
-}
 
 
 class Reason(StrEnum):
@@ -75,6 +50,13 @@ class Reason(StrEnum):
     RECEIVER_ERROR = "receiver_error"
     INVALID_ANSWER = "invalid_answer"
     BREAKER_OPEN = "breaker_open"
+    EXPLICIT_OVERWRITE = "explicit_overwrite"
+    NAME_COLLISION = "name_collision"
+    ENV_TOO_LARGE = "env_too_large"
+    RULES_UNKNOWN = "rules_unknown"
+    LIMIT_RANGE = Rule.LIMIT_RANGE.value
+    QUOTA = Rule.QUOTA.value
+    POD_RESOURCES = Rule.POD_RESOURCES.value
 
 
 class Ignore(StrEnum):
@@ -106,11 +88,11 @@ class Fetched:
     """What the server obtained for a plan; a None answer comes with its reason."""
 
     recommendation: Recommendation | None = None
-    recommendation_raw: str = ""
     sizing_reason: Reason | None = None
     push_token: str | None = None
     token_reason: Reason | None = None
     history_nodes: tuple[str, ...] = ()
+    rules: NamespaceRules | None = None  # None: the namespace's rules are not known yet
 
 
 @dataclass
@@ -118,11 +100,13 @@ class Mutation:
     patch: list[dict[str, Any]] = field(default_factory=list)
     applied: list[str] = field(default_factory=list)  # sizing, sidecar, affinity
     skipped: dict[str, Reason] = field(default_factory=dict)
+    kept: dict[str, Reason] = field(default_factory=dict)  # resource left as the pod had it
 
-
-def pointer(*tokens: str | int) -> str:
-    """A JSON Pointer (RFC 6901): '~' → '~0', '/' → '~1'."""
-    return "".join("/" + str(t).replace("~", "~0").replace("/", "~1") for t in tokens)
+    def reasons(self) -> Iterator[tuple[str, Reason]]:
+        """(feature, reason) for everything not done, partial sizing included."""
+        yield from self.skipped.items()
+        for reason in self.kept.values():
+            yield "sizing", reason
 
 
 def plan_admission(request: AdmissionRequest, settings: WebhookSettings) -> Plan | Ignore:
@@ -163,6 +147,8 @@ def plan_admission(request: AdmissionRequest, settings: WebhookSettings) -> Plan
         skipped["sidecar"] = Reason.DISABLED
     elif identity is None:
         want_sidecar, skipped["sidecar"] = False, identity_gap
+    elif any(c.get("name") == settings.sidecar_name for c in containers):
+        want_sidecar, skipped["sidecar"] = False, Reason.NAME_COLLISION
 
     key, affinity_reason = _affinity_key(metadata, spec, settings)
     if affinity_reason is not None:
@@ -197,32 +183,42 @@ def _affinity_key(
 def build_mutation(plan: Plan, fetched: Fetched, settings: WebhookSettings) -> Mutation:
     """The patch for a planned pod; in dry-run only the status annotation is written."""
     mutation = Mutation(skipped=dict(plan.skipped))
-    spec = plan.pod.get("spec") or {}
-    containers: list[dict[str, Any]] = spec.get("containers") or []
-    resources_after = {c.get("name", ""): c.get("resources") or {} for c in containers}
-    ops: list[dict[str, Any]] = []
-    sizing_status, build_resources = _sizing(plan, fetched, settings, mutation)
-    if build_resources is not None and plan.build_index is not None:
-        resources_after[settings.build_container] = build_resources
-        path = pointer("spec", "containers", plan.build_index, "resources")
-        ops.append({"op": "add", "path": path, "value": build_resources})
-    if plan.want_sidecar:
-        if fetched.push_token is None:
-            mutation.skipped["sidecar"] = fetched.token_reason or Reason.RECEIVER_ERROR
+    spec: dict[str, Any] = plan.pod.get("spec") or {}
+    sizing_status, sized = _sizing(plan, fetched, settings, mutation)
+    token = _token(plan, fetched, mutation)
+    if fetched.rules is None and (token is not None or (sized and sized.resources)):
+        sized, token = None, None
+        for feature in ("sizing", "sidecar"):
+            mutation.skipped.setdefault(feature, Reason.RULES_UNKNOWN)
+        sizing_status = _skip(mutation, "sizing")
+    rules = fetched.rules or NO_RULES
+    stub = None if token is None else _sidecar_stub(settings, rules)
+    chosen = fit(
+        spec,
+        build_index=plan.build_index,
+        sized=sized.values if sized else {},
+        sized_resources=frozenset(sized.resources) if sized else frozenset(),
+        sidecar=stub,
+        rules=rules,
+    )
+    for name, rule in chosen.blocked.items():
+        if name == SIDECAR:
+            mutation.skipped["sidecar"] = Reason(rule.value)
         else:
-            sidecar = sidecar_container(plan, fetched, settings, resources_after)
-            if spec.get("initContainers"):
-                ops.append(
-                    {"op": "add", "path": pointer("spec", "initContainers", "-"), "value": sidecar}
-                )
-            else:
-                ops.append(
-                    {"op": "add", "path": pointer("spec", "initContainers"), "value": [sidecar]}
-                )
-            ops.append(
-                {"op": "add", "path": pointer("spec", "shareProcessNamespace"), "value": True}
-            )
-            mutation.applied.append("sidecar")
+            mutation.kept[name] = Reason(rule.value)
+    ops, resources_after, applied_sizing = _sizing_ops(plan, settings, sized, chosen, mutation)
+    if sized is not None and not chosen.resources:
+        sizing_status = _skip(mutation, "sizing")
+    if chosen.sidecar and stub is not None and token is not None:
+        ops += _sidecar_ops(
+            plan,
+            settings,
+            mutation,
+            token=token,
+            stub=stub,
+            resources_after=resources_after,
+            applied_sizing=applied_sizing,
+        )
     nodes = fetched.history_nodes[: settings.affinity_max_nodes]
     if plan.history_key is not None:
         if nodes:
@@ -230,45 +226,66 @@ def build_mutation(plan: Plan, fetched: Fetched, settings: WebhookSettings) -> M
             mutation.applied.append("affinity")
         else:
             mutation.skipped["affinity"] = Reason.NO_HISTORY
-
-    status = {
-        "sizing": sizing_status,
+    status: dict[str, Any] = {"sizing": sizing_status}
+    if mutation.kept:
+        status["sizingKept"] = dict(mutation.kept)
+    status |= {
         "sidecar": "injected" if "sidecar" in mutation.applied else _skip(mutation, "sidecar"),
         "affinity": list(nodes) if "affinity" in mutation.applied else _skip(mutation, "affinity"),
         "dryRun": settings.dry_run,
     }
-    if settings.dry_run:
-        ops = []
-    annotations = (plan.pod.get("metadata") or {}).get("annotations")
-    value = json.dumps(status, separators=(",", ":"))
-    if annotations:
-        ops.append(
-            {
-                "op": "add",
-                "path": pointer("metadata", "annotations", STATUS_ANNOTATION),
-                "value": value,
-            }
-        )
-    else:
-        ops.append(
-            {
-                "op": "add",
-                "path": pointer("metadata", "annotations"),
-                "value": {STATUS_ANNOTATION: value},
-            }
-        )
-    mutation.patch = ops
+    mutation.patch = [*([] if settings.dry_run else ops), _status_op(plan, status)]
     return mutation
 
 
-def _skip(mutation: Mutation, feature: str) -> str:
-    return f"skipped:{mutation.skipped.get(feature, Reason.DISABLED)}"
+def _sidecar_stub(settings: WebhookSettings, rules: NamespaceRules) -> dict[str, Any]:
+    """What the namespace's rules see of the sidecar: its name, kind and size."""
+    return {
+        "name": settings.sidecar_name,
+        "restartPolicy": "Always",
+        "resources": sidecar_resources(rules.limits),
+    }
+
+
+def _sizing_ops(
+    plan: Plan,
+    settings: WebhookSettings,
+    sized: _Sized | None,
+    chosen: Fit,
+    mutation: Mutation,
+) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
+    """The sizing patch, every container's resources after it, and what sizing applied."""
+    containers: list[dict[str, Any]] = (plan.pod.get("spec") or {}).get("containers") or []
+    resources_after = {c.get("name", ""): c.get("resources") or {} for c in containers}
+    if sized is None or plan.build_index is None:
+        return [], resources_after, {}
+    if not chosen.resources:
+        # Every sized resource was held back: sizing as a whole was skipped, for that reason.
+        mutation.skipped["sizing"] = next(iter(mutation.kept.values()), Reason.LIMIT_RANGE)
+        mutation.kept = {}
+        return [], resources_after, {}
+    original = containers[plan.build_index].get("resources") or {}
+    after = build_resources(original, sized.values, chosen.resources)
+    resources_after[settings.build_container] = after
+    mutation.applied.append("sizing")
+    path = pointer("spec", "containers", plan.build_index, "resources")
+    return (
+        [{"op": "add", "path": path, "value": after}],
+        resources_after,
+        _applied(after, chosen.resources),
+    )
+
+
+@dataclass(frozen=True)
+class _Sized:
+    values: dict[str, Any]  # the build container's resources with every recommendation
+    resources: set[str]  # cpu/memory the recommendation changes
 
 
 def _sizing(
     plan: Plan, fetched: Fetched, settings: WebhookSettings, mutation: Mutation
-) -> tuple[str, dict[str, Any] | None]:
-    """The sizing status word and the build container's new resources, if any."""
+) -> tuple[str, _Sized | None]:
+    """The sizing status word and the build container's resources as sized."""
     if not plan.want_sizing or plan.build_index is None:
         return _skip(mutation, "sizing"), None
     recommendation, status = fetched.recommendation, "applied"
@@ -278,107 +295,90 @@ def _sizing(
     if recommendation is None:
         mutation.skipped["sizing"] = fetched.sizing_reason or Reason.RECEIVER_ERROR
         return _skip(mutation, "sizing"), None
+    explicit = explicit_resources(plan.build_env) & recommendation.resources
+    for resource in explicit:
+        mutation.kept[resource] = Reason.EXPLICIT_OVERWRITE
+    if explicit == recommendation.resources:
+        mutation.skipped["sizing"], mutation.kept = Reason.EXPLICIT_OVERWRITE, {}
+        return _skip(mutation, "sizing"), None
     current = plan.pod["spec"]["containers"][plan.build_index].get("resources") or {}
-    mutation.applied.append("sizing")
-    return status, sized_resources(current, recommendation, settings.bounds, settings.sizing_mode)
+    sized = sized_resources(
+        current, recommendation.without(explicit), settings.bounds, settings.sizing_mode
+    )
+    return status, _Sized(sized, recommendation.resources - explicit)
 
 
-def affinity_ops(affinity: Any, nodes: tuple[str, ...]) -> list[dict[str, Any]]:
-    """Append preferred node terms (100 for the latest node, then halving); keep all others."""
-    terms = [
-        {
-            "weight": weight,
-            "preference": {
-                "matchExpressions": [
-                    {"key": "kubernetes.io/hostname", "operator": "In", "values": [node]}
-                ]
-            },
-        }
-        for node, weight in zip(nodes, AFFINITY_WEIGHTS, strict=False)
-    ]
-    preferred_field = "preferredDuringSchedulingIgnoredDuringExecution"
-    if not isinstance(affinity, dict):
-        return [
-            {
-                "op": "add",
-                "path": pointer("spec", "affinity"),
-                "value": {"nodeAffinity": {preferred_field: terms}},
-            }
-        ]
-    node_affinity = affinity.get("nodeAffinity")
-    if not isinstance(node_affinity, dict):
-        return [
-            {
-                "op": "add",
-                "path": pointer("spec", "affinity", "nodeAffinity"),
-                "value": {preferred_field: terms},
-            }
-        ]
-    if not node_affinity.get(preferred_field):
-        path = pointer("spec", "affinity", "nodeAffinity", preferred_field)
-        return [{"op": "add", "path": path, "value": terms}]
-    path = pointer("spec", "affinity", "nodeAffinity", preferred_field, "-")
-    return [{"op": "add", "path": path, "value": term} for term in terms]
+def _token(plan: Plan, fetched: Fetched, mutation: Mutation) -> str | None:
+    if not plan.want_sidecar:
+        return None
+    if fetched.push_token is None:
+        mutation.skipped["sidecar"] = fetched.token_reason or Reason.RECEIVER_ERROR
+    return fetched.push_token
 
 
-def _process_name(container: Mapping[str, Any]) -> str:
-    command = container.get("command") or []
-    if command:
-        return str(command[0]).rsplit("/", 1)[-1]
-    image = str(container.get("image", "")).rsplit("/", 1)[-1]
-    return image.split("@", 1)[0].split(":", 1)[0]
+def _applied(resources: Mapping[str, Any], sized: frozenset[str]) -> dict[str, Any]:
+    """What sizing set on the build container: the values the collector reports against."""
+    applied: dict[str, Any] = {}
+    for section in ("requests", "limits"):
+        values = {r: v for r, v in (resources.get(section) or {}).items() if r in sized}
+        if values:
+            applied[section] = values
+    return applied
 
 
-def sidecar_container(
-    plan: Plan, fetched: Fetched, settings: WebhookSettings, resources_after: Mapping[str, Any]
-) -> dict[str, Any]:
-    """The collector as a native sidecar (init container with restartPolicy Always)."""
-    assert plan.identity is not None and fetched.push_token is not None
+def _sidecar_ops(
+    plan: Plan,
+    settings: WebhookSettings,
+    mutation: Mutation,
+    *,
+    token: str,
+    stub: Mapping[str, Any],
+    resources_after: Mapping[str, Any],
+    applied_sizing: Mapping[str, Any],
+) -> list[dict[str, Any]]:
+    assert plan.identity is not None  # a token is only fetched for a known identity
     spec = plan.pod.get("spec") or {}
-    containers = spec.get("containers") or []
-    build_env = plan.build_env
-    process_map: dict[str, str] = {}
-    for container in containers:
-        process_map.setdefault(_process_name(container), container.get("name", ""))
-    identity = plan.identity
-    env: list[dict[str, Any]] = [
-        {"name": "COLLECTOR_PUSH_TOKEN", "value": fetched.push_token},
-        {"name": "SIZER_URL", "value": settings.sizer_url},
-        {"name": "SIZER_ORG", "value": identity.org},
-        {"name": "SIZER_REPO", "value": identity.repo},
-        {"name": "SIZER_WORKFLOW", "value": identity.workflow},
-        {"name": "SIZER_JOB", "value": identity.job},
-        {"name": "SIZER_RUN_ID", "value": identity.run_id},
-        {"name": "RUNNER_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-        {
-            "name": "RUNNER_POD_NAMESPACE",
-            "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
-        },
-    ]
-    env += [
-        {"name": name, "value": build_env[name]}
-        for name in FORWARDED_CI_VARIABLES
-        if name in build_env
-    ]
-    env += [
-        {"name": "CGROUP_PROCESS_MAP", "value": json.dumps(process_map, separators=(",", ":"))},
-        {"name": "CGROUP_LIMITS", "value": json.dumps(resources_after, separators=(",", ":"))},
-        {"name": "APPLIED_SIZING", "value": fetched.recommendation_raw},
-    ]
-    volume_names = {v.get("name") for v in spec.get("volumes") or []}
-    sidecar: dict[str, Any] = {
-        "name": settings.sidecar_name,
-        "image": settings.sidecar_image,
-        "restartPolicy": "Always",
-        "env": env,
-        "resources": SIDECAR_RESOURCES,
-        "securityContext": RESTRICTED_SECURITY_CONTEXT,
+    env = collector_env(
+        identity=plan.identity,
+        token=token,
+        sizer_url=settings.sizer_url,
+        build_env=plan.build_env,
+        containers=spec.get("containers") or [],
+        resources_after=resources_after,
+        applied_sizing=applied_sizing,
+    )
+    if env is None:
+        mutation.skipped["sidecar"] = Reason.ENV_TOO_LARGE
+        return []
+    mutation.applied.append("sidecar")
+    sidecar = sidecar_container(
+        name=settings.sidecar_name,
+        image=settings.sidecar_image,
+        env=env,
+        resources=stub["resources"],
+        volume_mounts=settings.sidecar_volume_mounts,
+        pod_volumes=[str(v.get("name")) for v in spec.get("volumes") or []],
+    )
+    value: Any = sidecar
+    path = pointer("spec", "initContainers", "-")
+    if not spec.get("initContainers"):
+        path, value = pointer("spec", "initContainers"), [sidecar]
+    add = {"op": "add", "path": path, "value": value}
+    share = {"op": "add", "path": pointer("spec", "shareProcessNamespace"), "value": True}
+    return [add, share]
+
+
+def _status_op(plan: Plan, status: Mapping[str, Any]) -> dict[str, Any]:
+    value = json.dumps(status, separators=(",", ":"))
+    if (plan.pod.get("metadata") or {}).get("annotations"):
+        path = pointer("metadata", "annotations", STATUS_ANNOTATION)
+        return {"op": "add", "path": path, "value": value}
+    return {
+        "op": "add",
+        "path": pointer("metadata", "annotations"),
+        "value": {STATUS_ANNOTATION: value},
     }
-    mounts = [
-        {"name": name, "mountPath": path, "readOnly": True}
-        for name, path in settings.sidecar_volume_mounts
-        if name in volume_names
-    ]
-    if mounts:
-        sidecar["volumeMounts"] = mounts
-    return sidecar
+
+
+def _skip(mutation: Mutation, feature: str) -> str:
+    return f"skipped:{mutation.skipped.get(feature, Reason.DISABLED)}"

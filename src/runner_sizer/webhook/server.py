@@ -32,20 +32,25 @@ def _build_services(settings: WebhookSettings) -> Services:
     from runner_sizer.webhook.app import Services  # noqa: PLC0415
     from runner_sizer.webhook.history_view import HistoryView  # noqa: PLC0415
     from runner_sizer.webhook.metrics import build_metrics  # noqa: PLC0415
+    from runner_sizer.webhook.namespace_view import NamespaceView  # noqa: PLC0415
     from runner_sizer.webhook.receiver import ReceiverClient  # noqa: PLC0415
+
+    def connect() -> KubeClient:
+        return KubeClient.from_kubeconfig(settings.kubeconfig)
 
     metrics = build_metrics(None)
     receiver = ReceiverClient(settings, metrics) if settings.sizer_url else None
     history = None
     if settings.enable_affinity:
         history = HistoryView(
-            lambda: KubeClient.from_kubeconfig(settings.kubeconfig),
-            settings.history_namespace,
-            settings.history_configmap,
-            metrics,
+            connect, settings.history_namespace, settings.history_configmap, metrics
         )
         history.start()
-    return Services(settings, metrics, receiver, history)
+    namespaces = None
+    if settings.needs_namespace_rules:
+        namespaces = NamespaceView(connect)
+        namespaces.start()
+    return Services(settings, metrics, receiver, history, namespaces)
 
 
 class WebhookServer(BaseApplication):  # type: ignore[misc]

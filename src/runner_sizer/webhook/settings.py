@@ -64,6 +64,7 @@ class WebhookSettings:
     enable_sizing: bool = True
     enable_sidecar: bool = True
     enable_affinity: bool = True
+    watch_namespace_rules: bool = True
     dry_run: bool = False
     build_container: str = "build"
     sizing_mode: SizingMode = SizingMode.REQUESTS_AND_LIMITS
@@ -94,6 +95,15 @@ class WebhookSettings:
     @property
     def sizing_enabled(self) -> bool:
         return self.enable_sizing and bool(self.sizer_url)
+
+    @property
+    def needs_namespace_rules(self) -> bool:
+        """Sizing and the sidecar change what LimitRanges and quotas see."""
+        return self.watch_namespace_rules and (self.sizing_enabled or self.sidecar_enabled)
+
+    @property
+    def needs_kubernetes(self) -> bool:
+        return self.enable_affinity or self.needs_namespace_rules
 
 
 def _url(value: str) -> str:
@@ -164,6 +174,13 @@ OPTIONS: list[Option] = [
     ("enable-sizing", boolean, "true", "apply the receiver's resource recommendation"),
     ("enable-sidecar", boolean, "true", "inject the metrics collector sidecar"),
     ("enable-affinity", boolean, "true", "prefer the node where the same key ran last"),
+    (
+        "watch-namespace-rules",
+        boolean,
+        "true",
+        "watch LimitRanges and ResourceQuotas, and never size or inject past them; "
+        "false only where no namespace of job pods has either",
+    ),
     ("dry-run", boolean, "false", "compute and annotate, but do not mutate"),
     ("build-container", _container_name, "build", "container that receives the recommendation"),
     (
@@ -324,6 +341,7 @@ def _assemble(values: dict[str, Any], environ: Mapping[str, str]) -> WebhookSett
         enable_sizing=values["enable_sizing"],
         enable_sidecar=values["enable_sidecar"],
         enable_affinity=values["enable_affinity"],
+        watch_namespace_rules=values["watch_namespace_rules"],
         dry_run=values["dry_run"],
         build_container=values["build_container"],
         sizing_mode=values["sizing_mode"],
