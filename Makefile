@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: help venv binaries lint test unit e2e e2e-kind demo bench chart-docs cluster-up cluster-down clean
+.PHONY: help venv binaries lint test unit e2e e2e-kind demo bench fuzz chart-docs cluster-up cluster-down clean
 
 help:
 	@echo "make demo          run the demo on a local control plane"
@@ -13,6 +13,7 @@ help:
 	@echo "make e2e           end-to-end tests only (KUBECONFIG=... to use an existing cluster)"
 	@echo "make cluster-up    start the local control plane (prints KUBECONFIG)"
 	@echo "make cluster-down  stop it"
+	@echo "make fuzz          the never-block property test, unseeded, for FUZZ_SECONDS (600)"
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -55,6 +56,15 @@ cluster-down: venv
 
 clean:
 	rm -rf $(VENV) .cache/cluster .pytest_cache .mypy_cache .ruff_cache
+
+# Unseeded rounds of the property test until FUZZ_SECONDS have passed; stops at the
+# first failure, which hypothesis prints shrunk (add it to REGRESSIONS in the test).
+fuzz: venv binaries
+	@end=$$(( $$(date +%s) + $${FUZZ_SECONDS:-600} )); \
+	while [ "$$(date +%s)" -lt "$$end" ]; do \
+	  FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-1000} $(BIN)/pytest -q -p no:cacheprovider \
+	    tests/e2e/test_admission_invariant.py -k admits --hypothesis-show-statistics || exit 1; \
+	done
 
 bench: venv binaries
 	$(BIN)/python -m bench.webhook $(BENCH_SECONDS)
