@@ -194,40 +194,50 @@ def main(argv: list[str]) -> int:
     reviews = sample_reviews()
     state = StandinState(recommendations={receiver_key(r): RECOMMENDED for r in reviews})
     standin = StandinServer(state).start()
-    quiet = ("--enable-affinity=false", "--log-level=warning")
     try:
-        with running_webhook(standin.url, *quiet) as webhook:
-            for review in reviews:  # warm the caches of both workers
-                for _ in range(4):
-                    requests.post(
-                        f"{webhook.url}/mutate", json=review, verify=str(webhook.ca_file), timeout=5
-                    )
-            short = min(seconds, 20)
-            measured(
-                "closed_loop_c8_warm",
-                state,
-                partial(attack, tool, webhook, reviews, rate=0, seconds=short, workers=8),
-                count_calls=False,
-            )
-            measured(
-                "open_loop_1000rps_warm",
-                state,
-                partial(attack, tool, webhook, reviews, rate=1000, seconds=seconds, workers=16),
-            )
+        # Every scenario watches LimitRanges and ResourceQuotas, as in production.
         with LocalCluster(ensure_binaries()) as cluster:
+            quiet = (
+                "--enable-affinity=false",
+                "--log-level=warning",
+                f"--kubeconfig={cluster.kubeconfig}",
+            )
+            with running_webhook(standin.url, *quiet) as webhook:
+                webhook.wait_ready()
+                for review in reviews:  # warm the caches of both workers
+                    for _ in range(4):
+                        requests.post(
+                            f"{webhook.url}/mutate",
+                            json=review,
+                            verify=str(webhook.ca_file),
+                            timeout=5,
+                        )
+                short = min(seconds, 20)
+                measured(
+                    "closed_loop_c8_warm",
+                    state,
+                    partial(attack, tool, webhook, reviews, rate=0, seconds=short, workers=8),
+                    count_calls=False,
+                )
+                measured(
+                    "open_loop_1000rps_warm",
+                    state,
+                    partial(attack, tool, webhook, reviews, rate=1000, seconds=seconds, workers=16),
+                )
             measured(
                 "open_loop_1000rps_affinity_5000_keys_live_history",
                 state,
                 partial(with_live_history, cluster, standin, tool, reviews, seconds),
             )
-        state.set_mode("slow", delay=0.005)
-        uncached = ("--cache-ttl=0.001", "--negative-cache-ttl=0.001")
-        with running_webhook(standin.url, *quiet, *uncached) as webhook:
-            measured(
-                "open_loop_200rps_receiver_5ms_uncached",
-                state,
-                partial(attack, tool, webhook, reviews, rate=200, seconds=short, workers=16),
-            )
+            state.set_mode("slow", delay=0.005)
+            uncached = ("--cache-ttl=0.001", "--negative-cache-ttl=0.001")
+            with running_webhook(standin.url, *quiet, *uncached) as webhook:
+                webhook.wait_ready()
+                measured(
+                    "open_loop_200rps_receiver_5ms_uncached",
+                    state,
+                    partial(attack, tool, webhook, reviews, rate=200, seconds=short, workers=16),
+                )
     finally:
         standin.stop()
     return 0

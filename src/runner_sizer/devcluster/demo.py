@@ -16,6 +16,8 @@ import sys
 import time
 from typing import Any
 
+import requests
+
 from runner_sizer.devcluster.binaries import BinariesUnavailableError, ensure_binaries
 from runner_sizer.devcluster.cluster import LocalCluster
 from runner_sizer.devcluster.receiver_standin import StandinServer, StandinState
@@ -52,6 +54,14 @@ JOBS = [
         runner_version=(17, 5),
     ),
     RunnerJob(
+        project_id=1000,
+        project_path="acme/ml-pipeline",
+        job_name="train",
+        runner_short="7fc08398",
+        concurrent=2,
+        overwrites={"KUBERNETES_MEMORY_REQUEST": "6Gi", "KUBERNETES_MEMORY_LIMIT": "8Gi"},
+    ),
+    RunnerJob(
         project_id=3003,
         project_path="data/etl",
         job_name="lint",
@@ -63,6 +73,10 @@ RECOMMENDATIONS = {
     "acme/ml-pipeline/main/build": {
         "requests": {"cpu": "1500m", "memory": "3Gi"},
         "limits": {"cpu": "2", "memory": "4Gi"},
+    },
+    "acme/ml-pipeline/main/train": {
+        "requests": {"cpu": "3", "memory": "3Gi"},
+        "limits": {"cpu": "4", "memory": "4Gi"},
     },
     "payments/terraform-modules/release/2026.11/deploy:staging": {
         "requests": {"cpu": "250m", "memory": "512Mi"},
@@ -148,11 +162,19 @@ def main() -> int:
                 _show_history(kube)
                 print("\n== round 2: the next job of each runner/project ==")
                 _create_and_show(kube, [dataclasses.replace(job, concurrent=1) for job in JOBS])
+                _show_skips(webhook.metrics_url)
         finally:
             recorder.stop()
             standin.stop()
     print("\nstopped everything the demo started")
     return 0
+
+
+def _show_skips(metrics_url: str) -> None:
+    print("\n== what the webhook did not do, and why (runner_sizer_webhook_*) ==")
+    for line in requests.get(metrics_url, timeout=5).text.splitlines():
+        if line.startswith("runner_sizer_webhook_skipped_injections_total{"):
+            print(f"  {line}")
 
 
 def _show_history(kube: KubeClient) -> None:
@@ -174,6 +196,9 @@ def _create_and_show(kube: KubeClient, jobs: list[RunnerJob]) -> None:
             note = " (Runner < 17.9: no job.runner.gitlab.com/pod label; select on `pod` instead)"
         if "runner-sizer.io/inject" in job.extra_annotations:
             note = " (opted out)"
+        if job.overwrites:
+            asked = ", ".join(f"{k}={v}" for k, v in job.overwrites.items())
+            note = f" (the job set {asked}: kept as the job asked, cpu still sized)"
         print(f"{job.project_path} / {job.job_name} @ {job.ref}{note}")
         print(_describe(kube.get(f"/api/v1/namespaces/{NAMESPACE}/pods/{name}")))
 

@@ -35,6 +35,9 @@ class RunnerJob:
     cache_volume: str | None = "runner-cache"
     extra_labels: dict[str, str] = field(default_factory=dict)
     extra_annotations: dict[str, str] = field(default_factory=dict)
+    # KUBERNETES_{CPU,MEMORY}_{REQUEST,LIMIT} the job set: the runner applies them to
+    # `build`, and they show up in its env like every job variable.
+    overwrites: dict[str, str] = field(default_factory=dict)
 
     @property
     def pod_label(self) -> str:
@@ -138,13 +141,22 @@ def runner_pod(job: RunnerJob, affinity: dict[str, Any] | None = None) -> dict[s
     helper_image = (
         "registry.gitlab.com/gitlab-org/gitlab-runner/gitlab-runner-helper:x86_64-v18.4.0"
     )
+    build_resources: dict[str, dict[str, str]] = {
+        "requests": {"cpu": "1", "memory": "2Gi"},
+        "limits": {"memory": "4Gi"},
+    }
+    for variable, value in job.overwrites.items():
+        _, resource, kind = variable.lower().split("_")
+        build_resources["requests" if kind == "request" else "limits"][resource] = value
     containers: list[dict[str, Any]] = [
         {
             "name": "build",
             "image": "alpine:3.20",
             "command": shell,
-            "env": [{"name": k, "value": v} for k, v in ci_variables(job).items()],
-            "resources": {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"memory": "4Gi"}},
+            "env": [
+                {"name": k, "value": v} for k, v in (ci_variables(job) | job.overwrites).items()
+            ],
+            "resources": build_resources,
             "volumeMounts": mounts,
             "stdin": True,
         },
