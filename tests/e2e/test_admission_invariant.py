@@ -17,20 +17,16 @@ from __future__ import annotations
 
 import json
 import os
-import ssl
-import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
-from werkzeug.serving import BaseWSGIServer, make_server
 
 from runner_sizer.devcluster.pki import CertificateAuthority
 from runner_sizer.devcluster.runnerpods import RunnerJob, runner_pod
@@ -45,6 +41,7 @@ from runner_sizer.webhook.settings import WebhookSettings
 from runner_sizer.webhook.sizing import SizingMode
 from tests.e2e.conftest import ClusterUnderTest
 from tests.support.admission_cases import receiver_answers, runner_pods, webhook_settings
+from tests.support.inprocess_webhook import SwitchableApp, serve_tls
 from tests.support.kube import wait_for
 from tests.support.namespace_profiles import PROFILES, Profile, create_namespace
 from tests.support.scripted_receiver import Answer, Script, ScriptedReceiver
@@ -60,16 +57,6 @@ def _note(text: str) -> None:
     """A hypothesis event (shown with --hypothesis-show-statistics); ignored outside it."""
     if currently_in_test_context():
         event(text)
-
-
-class SwitchableApp:
-    """A WSGI app whose Flask app (and so its settings) is replaced per case."""
-
-    def __init__(self) -> None:
-        self.current: Any = None
-
-    def __call__(self, environ: Any, start_response: Any) -> Any:
-        return self.current(environ, start_response)
 
 
 @dataclass
@@ -104,23 +91,12 @@ class Harness:
         return services
 
 
-def _serve_tls(app: SwitchableApp, ca: CertificateAuthority) -> BaseWSGIServer:
-    pair = ca.serving("invariant-webhook")
-    directory = Path(tempfile.mkdtemp(prefix="runner-sizer-invariant-"))
-    cert, key = pair.write(directory, "serving")
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    server = make_server("127.0.0.1", 0, app, threaded=True, ssl_context=context)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
-
-
 @pytest.fixture(scope="module")
 def harness(cluster: ClusterUnderTest) -> Iterator[Harness]:
     receiver = ScriptedReceiver()
     app = SwitchableApp()
     ca = CertificateAuthority("runner-sizer-invariant-ca")
-    server = _serve_tls(app, ca)
+    server = serve_tls(app, ca)
     base = WebhookSettings(
         sizer_url=receiver.url,
         sizer_read_token="read-token",
