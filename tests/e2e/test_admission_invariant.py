@@ -31,8 +31,11 @@ from hypothesis.control import currently_in_test_context
 from runner_sizer.devcluster.pki import CertificateAuthority
 from runner_sizer.devcluster.runnerpods import RunnerJob, runner_pod
 from runner_sizer.devcluster.webhooks import apply_mutating_webhook, url_webhook_configuration
+from runner_sizer.history.ledger import to_data
+from runner_sizer.history.placements import Placement
 from runner_sizer.kube.client import KubeClient, KubeError
 from runner_sizer.webhook.app import Services, create_app
+from runner_sizer.webhook.history_view import HistoryView
 from runner_sizer.webhook.metrics import build_metrics
 from runner_sizer.webhook.mutation import STATUS_ANNOTATION, Reason
 from runner_sizer.webhook.namespace_view import NamespaceView
@@ -40,7 +43,12 @@ from runner_sizer.webhook.receiver import ReceiverClient
 from runner_sizer.webhook.settings import WebhookSettings
 from runner_sizer.webhook.sizing import SizingMode
 from tests.e2e.conftest import ClusterUnderTest
-from tests.support.admission_cases import receiver_answers, runner_pods, webhook_settings
+from tests.support.admission_cases import (
+    PROJECT_IDS,
+    receiver_answers,
+    runner_pods,
+    webhook_settings,
+)
 from tests.support.inprocess_webhook import SwitchableApp, serve_tls
 from tests.support.kube import wait_for
 from tests.support.namespace_profiles import PROFILES, Profile, create_namespace
@@ -66,6 +74,7 @@ class Harness:
     app: SwitchableApp
     base_settings: WebhookSettings
     rules: NamespaceView
+    history: HistoryView
     namespaces: dict[str, str] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -84,7 +93,7 @@ class Harness:
             webhook_settings,
             metrics,
             ReceiverClient(webhook_settings, metrics),
-            history=None,
+            history=self.history,
             namespaces=self.rules,
         )
         self.app.current = create_app(services)
@@ -104,12 +113,19 @@ def harness(cluster: ClusterUnderTest) -> Iterator[Harness]:
         sidecar_image="registry.example/collector:1",
         deadline_seconds=0.3,
         receiver_timeout_seconds=0.25,
-        enable_affinity=False,
+        history_namespace=_history(cluster.kube),
     )
     rules = NamespaceView(lambda: KubeClient.from_kubeconfig(str(cluster.kubeconfig)))
     rules.start()
-    wait_for(lambda: rules.synced, what="LimitRanges and ResourceQuotas listed")
-    harness = Harness(cluster.kube, receiver, app, base, rules)
+    history = HistoryView(
+        lambda: KubeClient.from_kubeconfig(str(cluster.kubeconfig)),
+        base.history_namespace,
+        base.history_configmap,
+        build_metrics(None),
+    )
+    history.start()
+    wait_for(lambda: rules.synced and history.synced, what="the webhook's views listed")
+    harness = Harness(cluster.kube, receiver, app, base, rules, history)
     harness.use(base, Answer(404, b"{}"))
     name = f"invariant-{uuid.uuid4().hex[:6]}"
     manifest = url_webhook_configuration(
@@ -135,6 +151,24 @@ def harness(cluster: ClusterUnderTest) -> Iterator[Harness]:
     server.shutdown()
     receiver.close()
     rules.stop()
+    history.stop()
+
+
+# Where earlier jobs of the generated projects ran; the last has none yet. A node name
+# may be a 253-character DNS subdomain, longer than any label value.
+HISTORY = {
+    f"runner-7fc08398-project-{PROJECT_IDS[0]}": ["node-a", "node-b"],
+    f"runner-7fc08398-project-{PROJECT_IDS[1]}": ["ip-10-0-0-1." + "a" * 60 + ".internal"],
+}
+
+
+def _history(kube: KubeClient) -> str:
+    namespace = f"inv-history-{uuid.uuid4().hex[:6]}"
+    kube.post("/api/v1/namespaces", {"metadata": {"name": namespace}})
+    placements = {k: [Placement(n, 10**12) for n in v] for k, v in HISTORY.items()}
+    configmap = {"metadata": {"name": "runner-sizer-history"}, "data": to_data(placements)}
+    kube.post(f"/api/v1/namespaces/{namespace}/configmaps", configmap)
+    return namespace
 
 
 def _probe_pod() -> dict[str, Any]:
@@ -249,6 +283,16 @@ def _check_features(
             if reason != Reason.DISABLED:
                 counted = services.metrics.skipped_injections.labels(feature, reason)
                 assert counted._value.get() >= 1, f"{feature}: {reason} not counted"
+    affinity = status["affinity"]
+    _note(f"affinity: {affinity if isinstance(affinity, str) else 'applied'}")
+    if isinstance(affinity, str):
+        assert affinity.removeprefix("skipped:") in reasons, f"affinity: {affinity}"
+    elif not webhook.dry_run:
+        preferred = mutated["spec"]["affinity"]["nodeAffinity"][
+            "preferredDuringSchedulingIgnoredDuringExecution"
+        ]
+        wanted = [t["preference"]["matchExpressions"][0]["values"][0] for t in preferred]
+        assert wanted[-len(affinity) :] == affinity
     init_names = [c["name"] for c in mutated["spec"].get("initContainers") or []]
     injected = webhook.sidecar_name in init_names
     assert injected == (status["sidecar"] == "injected" and not webhook.dry_run), status
