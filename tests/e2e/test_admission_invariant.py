@@ -30,7 +30,6 @@ from hypothesis.control import currently_in_test_context
 
 from runner_sizer.devcluster.pki import CertificateAuthority
 from runner_sizer.devcluster.runnerpods import RunnerJob, runner_pod
-from runner_sizer.devcluster.webhooks import apply_mutating_webhook, url_webhook_configuration
 from runner_sizer.history.ledger import to_data
 from runner_sizer.history.placements import Placement
 from runner_sizer.kube.client import KubeClient, KubeError
@@ -49,7 +48,7 @@ from tests.support.admission_cases import (
     runner_pods,
     webhook_settings,
 )
-from tests.support.inprocess_webhook import SwitchableApp, serve_tls
+from tests.support.inprocess_webhook import SwitchableApp, register_fail_closed, serve_tls
 from tests.support.kube import wait_for
 from tests.support.namespace_profiles import PROFILES, Profile, create_namespace
 from tests.support.scripted_receiver import Answer, Script, ScriptedReceiver
@@ -127,16 +126,13 @@ def harness(cluster: ClusterUnderTest) -> Iterator[Harness]:
     wait_for(lambda: rules.synced and history.synced, what="the webhook's views listed")
     harness = Harness(cluster.kube, receiver, app, base, rules, history)
     harness.use(base, Answer(404, b"{}"))
-    name = f"invariant-{uuid.uuid4().hex[:6]}"
-    manifest = url_webhook_configuration(
-        name,
-        f"https://127.0.0.1:{server.server_port}/mutate",
-        ca.cert_pem,
+    name = register_fail_closed(
+        cluster.kube,
+        server,
+        ca,
         namespace_selector={"matchLabels": {POOL_LABEL: "true"}},
         object_selector={"matchExpressions": [{"key": BYPASS_LABEL, "operator": "DoesNotExist"}]},
     )
-    manifest["webhooks"][0]["failurePolicy"] = "Fail"
-    apply_mutating_webhook(cluster.kube, manifest)
     probe_namespace = harness.namespace(PROFILES[0])
     wait_for(
         lambda: _admitted(harness, probe_namespace, _probe_pod()),

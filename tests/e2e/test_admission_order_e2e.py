@@ -17,10 +17,9 @@ import pytest
 from flask import Flask, Response, request
 
 from runner_sizer.devcluster.pki import CertificateAuthority
-from runner_sizer.devcluster.webhooks import apply_mutating_webhook, url_webhook_configuration
 from runner_sizer.kube.client import KubeError
 from tests.e2e.conftest import ClusterUnderTest
-from tests.support.inprocess_webhook import serve_tls
+from tests.support.inprocess_webhook import register_fail_closed, serve_tls
 from tests.support.kube import wait_for
 
 LABEL = "runner-sizer-test/order"
@@ -29,6 +28,7 @@ DEFAULTS = {
     "default": {"cpu": "500m", "memory": "256Mi"},
     "defaultRequest": {"cpu": "100m", "memory": "128Mi"},
 }
+DEFAULTED = {"limits": DEFAULTS["default"], "requests": DEFAULTS["defaultRequest"]}
 SIDECAR = {"name": "added-by-webhook", "image": "registry.example/c:1", "restartPolicy": "Always"}
 
 
@@ -83,15 +83,7 @@ def recording(cluster: ClusterUnderTest) -> Iterator[tuple[Recorder, str]]:
     kube.post("/api/v1/namespaces", {"metadata": {"name": namespace, "labels": {LABEL: "on"}}})
     limits = {"metadata": {"name": "defaults"}, "spec": {"limits": [DEFAULTS]}}
     kube.post(f"/api/v1/namespaces/{namespace}/limitranges", limits)
-    name = f"order-{uuid.uuid4().hex[:6]}"
-    manifest = url_webhook_configuration(
-        name,
-        f"https://127.0.0.1:{server.server_port}/mutate",
-        ca.cert_pem,
-        namespace_selector={"matchLabels": {LABEL: "on"}},
-    )
-    manifest["webhooks"][0]["failurePolicy"] = "Fail"
-    apply_mutating_webhook(kube, manifest)
+    name = register_fail_closed(kube, server, ca, namespace_selector={"matchLabels": {LABEL: "on"}})
     wait_for(lambda: _create(cluster, namespace, _pod({})), what="the webhook to be called")
     yield recorder, namespace
     kube.delete(f"/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/{name}")
@@ -119,11 +111,7 @@ def test_limit_range_defaults_come_before_the_webhook(
     recorder, namespace = recording
     recorder.seen.clear()
     _create(cluster, namespace, _pod({}))
-    build = recorder.seen[0]["spec"]["containers"][0]
-    assert build["resources"] == {
-        "limits": DEFAULTS["default"],
-        "requests": DEFAULTS["defaultRequest"],
-    }
+    assert recorder.seen[0]["spec"]["containers"][0]["resources"] == DEFAULTED
 
 
 def test_limit_range_defaults_also_land_on_what_the_webhook_added(
@@ -131,10 +119,7 @@ def test_limit_range_defaults_also_land_on_what_the_webhook_added(
 ) -> None:
     _, namespace = recording
     created = _create(cluster, namespace, _pod({}))
-    assert _sidecar(created)["resources"] == {
-        "limits": DEFAULTS["default"],
-        "requests": DEFAULTS["defaultRequest"],
-    }
+    assert _sidecar(created)["resources"] == DEFAULTED
 
 
 def test_the_quota_counts_the_defaults_on_what_the_webhook_added(

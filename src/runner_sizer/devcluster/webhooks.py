@@ -27,6 +27,7 @@ def url_webhook_configuration(
     namespace_selector: dict[str, Any] | None = None,
     object_selector: dict[str, Any] | None = None,
     timeout_seconds: int = 5,
+    failure_policy: str = "Ignore",
 ) -> dict[str, Any]:
     """A MutatingWebhookConfiguration for pod CREATE, called at `url`.
 
@@ -52,7 +53,7 @@ def url_webhook_configuration(
                 ],
                 "namespaceSelector": namespace_selector or {},
                 "objectSelector": object_selector or {},
-                "failurePolicy": "Ignore",
+                "failurePolicy": failure_policy,
                 "matchPolicy": "Equivalent",
                 "reinvocationPolicy": "IfNeeded",
                 "sideEffects": "NoneOnDryRun",  # API dry-run mints no push token
