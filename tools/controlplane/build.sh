@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the real control-plane binaries (kube-apiserver, kube-scheduler,
 # kube-controller-manager, kubectl, etcd) and the tools the tests use (helm,
-# promtool; vegeta with `bench`) from the published Go modules,
+# promtool, the Prometheus server; vegeta with `bench`) from the published Go modules,
 # version-stamped and static, into a cache keyed by version. A warm run is a
 # few stat calls.
 set -euo pipefail
@@ -22,7 +22,14 @@ etcd_dir="$cache/etcd-$ETCD_VERSION"
 helm_dir="$cache/helm-$HELM_VERSION"
 vegeta_dir="$cache/vegeta-$VEGETA_VERSION"
 promtool_dir="$cache/promtool-$PROMETHEUS_VERSION"
+prometheus_dir="$cache/prometheus-$PROMETHEUS_VERSION"
 helm_docs_dir="$cache/helm-docs-$HELM_DOCS_VERSION"
+mkdir -p "$cache"
+
+# Moves a finished build ($1) into place ($2). Each build works in its own
+# temporary directory, so two build.sh runs at once (tests started in parallel)
+# never see a half-made directory; the one that finishes first wins.
+publish() { mv -T "$1" "$2" 2>/dev/null || [ -d "$2" ]; }
 
 need_go() {
   if ! command -v go >/dev/null 2>&1; then
@@ -34,9 +41,10 @@ need_go() {
 build_kubernetes() (
   [ -x "$k8s_dir/kube-apiserver" ] && [ -x "$k8s_dir/kubectl" ] && exit 0
   need_go
-  local work minor
+  local work out minor
   work="$(mktemp -d)"
-  trap 'rm -rf "$work"' EXIT
+  out="$(mktemp -d "$k8s_dir.tmp.XXXXXX")"
+  trap 'rm -rf "$work" "$out"' EXIT
   minor="${K8S_VERSION#v1.}"; minor="${minor%%.*}"
   cd "$work"
   printf 'module runner-sizer/controlplane\n\ngo 1.25\n' > go.mod
@@ -57,17 +65,17 @@ build_kubernetes() (
   for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     ld="$ld -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
   done
-  mkdir -p "$k8s_dir.tmp"
-  GOWORK=off CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "$ld" -o "$k8s_dir.tmp/" $pkgs
-  rm -rf "$k8s_dir"; mv "$k8s_dir.tmp" "$k8s_dir"
+  GOWORK=off CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "$ld" -o "$out/" $pkgs
+  publish "$out" "$k8s_dir"
 )
 
 build_etcd() (
   [ -x "$etcd_dir/etcd" ] && exit 0
   need_go
-  local work
+  local work out
   work="$(mktemp -d)"
-  trap 'rm -rf "$work"' EXIT
+  out="$(mktemp -d "$etcd_dir.tmp.XXXXXX")"
+  trap 'rm -rf "$work" "$out"' EXIT
   cd "$work"
   printf 'module runner-sizer/etcd\n\ngo 1.25\n' > go.mod
   printf 'package main\n\nimport (\n\t"os"\n\n\t"go.etcd.io/etcd/server/v3/etcdmain"\n)\n\nfunc main() { etcdmain.Main(os.Args) }\n' > main.go
@@ -76,24 +84,25 @@ build_etcd() (
     exit 3
   fi
   GOFLAGS=-mod=mod go mod tidy >/dev/null 2>&1
-  mkdir -p "$etcd_dir.tmp"
-  GOWORK=off CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$etcd_dir.tmp/etcd" .
-  rm -rf "$etcd_dir"; mv "$etcd_dir.tmp" "$etcd_dir"
+  GOWORK=off CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$out/etcd" .
+  publish "$out" "$etcd_dir"
 )
 
 
 # A plain `go install` of a module without replace directives into $1;
-# $3 adds linker flags (version stamps).
+# $3 adds linker flags (version stamps), $4 build tags.
 go_install() (
-  local dir="$1" module="$2" ldflags="${3:-}"
+  local dir="$1" module="$2" ldflags="${3:-}" tags="${4:-}" out
   [ -d "$dir" ] && exit 0
   need_go
   cd "$root"
-  if ! GOWORK=off CGO_ENABLED=0 GOBIN="$dir.tmp" go install -trimpath -ldflags "-s -w $ldflags" "$module"; then
+  out="$(mktemp -d "$dir.tmp.XXXXXX")"
+  trap 'rm -rf "$out"' EXIT
+  if ! GOWORK=off CGO_ENABLED=0 GOBIN="$out" go install -trimpath -tags "$tags" -ldflags "-s -w $ldflags" "$module"; then
     echo "build.sh: cannot build $module (needs the Go module proxy)" >&2
     exit 3
   fi
-  rm -rf "$dir"; mv "$dir.tmp" "$dir"
+  publish "$out" "$dir"
 )
 
 # CRD manifests ship inside the projects' Go module zips.
@@ -113,11 +122,12 @@ if [ "${1:-}" = "crds" ]; then
       echo "build.sh: cannot fetch the CRD modules from the Go module proxy" >&2
       exit 3
     fi
-    mkdir -p "$crd_dir.tmp"
-    cp "$po"/example/prometheus-operator-crd/monitoring.coreos.com_{servicemonitors,prometheusrules}.yaml "$crd_dir.tmp/"
-    cp "$cm"/deploy/crds/cert-manager.io_{certificates,issuers}.yaml "$crd_dir.tmp/"
-    chmod 644 "$crd_dir.tmp"/*
-    rm -rf "$crd_dir"; mv "$crd_dir.tmp" "$crd_dir"
+    out="$(mktemp -d "$crd_dir.tmp.XXXXXX")"
+    trap 'rm -rf "$out"' EXIT
+    cp "$po"/example/prometheus-operator-crd/monitoring.coreos.com_{servicemonitors,prometheusrules}.yaml "$out/"
+    cp "$cm"/deploy/crds/cert-manager.io_{certificates,issuers}.yaml "$out/"
+    chmod 644 "$out"/*
+    publish "$out" "$crd_dir"
   fi
   echo "$crd_dir"
   exit 0
@@ -137,7 +147,15 @@ go_install "$helm_dir" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" \
   "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
 # promtool checks metric names and alert rules in the tests.
 go_install "$promtool_dir" "github.com/prometheus/prometheus/cmd/promtool@$PROMETHEUS_VERSION"
+# The Prometheus server the recommender's tests query. Static scrape configs
+# only (remove_all_sd drops the cloud service-discovery SDKs) and no web UI
+# assets (the module ships none): the HTTP API is all the
+# tests use. Module v0.MMM.P is Prometheus M.MM.P.
+prometheus_release="${PROMETHEUS_VERSION#v0.}"
+prometheus_release="$((${prometheus_release%%.*} / 100)).$((${prometheus_release%%.*} % 100)).${prometheus_release#*.}"
+go_install "$prometheus_dir" "github.com/prometheus/prometheus/cmd/prometheus@$PROMETHEUS_VERSION" \
+  "-X github.com/prometheus/common/version.Version=$prometheus_release" remove_all_sd
 # helm-docs writes the chart README from the annotated values.
 go_install "$helm_docs_dir" "github.com/norwoodj/helm-docs/cmd/helm-docs@$HELM_DOCS_VERSION"
 build_kubernetes
-for d in "$k8s_dir" "$etcd_dir" "$helm_dir" "$promtool_dir" "$helm_docs_dir"; do echo "$d"; done
+for d in "$k8s_dir" "$etcd_dir" "$helm_dir" "$promtool_dir" "$helm_docs_dir" "$prometheus_dir"; do echo "$d"; done

@@ -25,14 +25,14 @@ class Binaries:
     helm: Path
     promtool: Path
     helm_docs: Path
+    prometheus: Path
 
 
 def ensure_binaries() -> Binaries:
     """Run the cached build and return the binaries' paths.
 
     The build script prints one directory per component (kubernetes, etcd, helm, promtool,
-    helm-docs);
-    a warm cache makes this a fraction of a second.
+    helm-docs, prometheus); a warm cache makes this a fraction of a second.
     """
     result = subprocess.run(
         ["bash", str(BUILD_SCRIPT)], capture_output=True, text=True, check=False
@@ -41,7 +41,9 @@ def ensure_binaries() -> Binaries:
         sys.stderr.write(result.stderr[-4000:])
         last_line = (result.stderr.strip().splitlines() or ["control-plane build failed"])[-1]
         raise BinariesUnavailableError(last_line)
-    kubernetes, etcd, helm, promtool, helm_docs = (Path(line) for line in result.stdout.split())
+    kubernetes, etcd, helm, promtool, helm_docs, prometheus = (
+        Path(line) for line in result.stdout.split()
+    )
     return Binaries(
         kube_apiserver=kubernetes / "kube-apiserver",
         kube_scheduler=kubernetes / "kube-scheduler",
@@ -51,4 +53,5 @@ def ensure_binaries() -> Binaries:
         helm=helm / "helm",
         promtool=promtool / "promtool",
         helm_docs=helm_docs / "helm-docs",
+        prometheus=prometheus / "prometheus",
     )
