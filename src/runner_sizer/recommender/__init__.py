@@ -1,0 +1,1 @@
+"""runner-sizer-recommender: sizing recommendations learnt from a Prometheus-compatible API."""
