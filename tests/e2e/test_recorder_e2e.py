@@ -408,3 +408,18 @@ def test_only_runner_pods_are_recorded(
     create_pod(cluster.kube, namespace, bound_pod(job, "node-b"))
     wait_for(lambda: job_key(job) in stored_history(cluster, namespace), what="runner pod")
     assert "web" not in stored_history(cluster, namespace)
+
+
+def test_the_job_info_of_a_live_pod_passes_promtool(
+    cluster: ClusterUnderTest, namespace: str, start_recorder: StartRecorder
+) -> None:
+    recorder = start_recorder(*FAST)
+    create_pod(cluster.kube, namespace, runner_pod(new_job()))
+
+    def with_job_info() -> str | None:
+        text = requests.get(f"{recorder.url}/metrics", timeout=5).text
+        return text if "runner_sizer_job_info{" in text else None
+
+    text = wait_for(with_job_info, what="the pod's job info")
+    assert 'runner_sizer_recorder_identity_gaps{reason="no_identity"} 0.0' in text
+    assert_promtool_accepts(text)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,11 @@ class Binding:
     key: str
     node: str
     at: int  # unix milliseconds
+
+
+def watched_runner_pod(metadata: Mapping[str, Any], namespaces: tuple[str, ...]) -> bool:
+    """A pod the webhook would also recognise as a runner pod, in `namespaces` (all if empty)."""
+    return is_runner_pod(metadata) and (not namespaces or metadata.get("namespace") in namespaces)
 
 
 def binding_of(
@@ -32,9 +38,7 @@ def binding_of(
     """
     node = (pod.get("spec") or {}).get("nodeName")
     metadata = pod.get("metadata") or {}
-    if not isinstance(node, str) or not node or not is_runner_pod(metadata):
-        return None
-    if namespaces and metadata.get("namespace") not in namespaces:
+    if not isinstance(node, str) or not node or not watched_runner_pod(metadata, namespaces):
         return None
     key = history_key(kind, metadata)
     if key is None:

@@ -3,7 +3,8 @@
 Every replica watches and keeps the history in memory, within --max-keys and
 --max-bytes whether or not it writes; only the Lease holder (or every replica,
 with elections off) writes, once per flush interval, by merging its history
-into the stored one.
+into the stored one. Every replica also keeps the identities of the live runner
+pods; the leader exports them as `runner_sizer_job_info`.
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from runner_sizer.history.ledger import History, drop_nodes, evict, evict_surplus, merge, record
 from runner_sizer.kube.client import JSON, KubeClient
 from runner_sizer.kube.informer import ListWatch
 from runner_sizer.recorder.bindings import binding_of
+from runner_sizer.recorder.jobinfo import JobInfoCollector, LivePods
 from runner_sizer.recorder.leader import LeaderElector
 from runner_sizer.recorder.metrics import RecorderMetrics
 from runner_sizer.recorder.problems import RecurringProblem
@@ -55,19 +58,19 @@ class Recorder:
             lease_seconds=settings.lease_duration,
             renew_deadline=settings.renew_deadline,
         )
+        self.live_pods = LivePods(settings.namespaces)
+        metrics.registry.register(JobInfoCollector(self.live_pods, self._leading))
         self._watches = self._build_watches()
 
     # -- inputs ---------------------------------------------------------------
 
     def _build_watches(self) -> list[ListWatch]:
         selector = {"labelSelector": self.settings.label_selector}
-        paths = [f"/api/v1/namespaces/{ns}/pods" for ns in self.settings.namespaces] or [
-            "/api/v1/pods"
-        ]
-        watches = [
-            self._watch(f"pods:{path}", path, selector, self._pods_listed, self._pod_event)
-            for path in paths
-        ]
+        watches = []
+        for namespace in self.settings.namespaces or (None,):
+            path = f"/api/v1/namespaces/{namespace}/pods" if namespace else "/api/v1/pods"
+            on_list = partial(self._pods_listed, namespace=namespace)
+            watches.append(self._watch(f"pods:{path}", path, selector, on_list, self._pod_event))
         if self.settings.prune_deleted_nodes:
             watches.append(
                 self._watch("nodes", "/api/v1/nodes", {}, self._nodes_listed, self._node_event)
@@ -115,12 +118,14 @@ class Recorder:
                     self.metrics.bindings.inc()
             self.metrics.evictions.inc(len(evict_surplus(self._history, s.max_keys)))
 
-    def _pods_listed(self, items: list[JSON]) -> None:
+    def _pods_listed(self, items: list[JSON], namespace: str | None) -> None:
         self.metrics.events.labels("pods", "LIST").inc(len(items))
+        self.live_pods.listed(items, namespace)
         self._observe(items)
 
     def _pod_event(self, kind: str, pod: JSON) -> None:
         self.metrics.events.labels("pods", kind).inc()
+        self.live_pods.changed(kind, pod)
         if kind in ("ADDED", "MODIFIED"):
             self._observe([pod])
 
@@ -232,8 +237,11 @@ class Recorder:
         leading = self.elector.step() if self.settings.leader_elect else True
         self.metrics.leader.set(1 if leading else 0)
 
+    def _leading(self) -> bool:
+        return not self.settings.leader_elect or self.elector.is_leader
+
     def _flush_if_leading(self) -> None:
-        if not self.settings.leader_elect or self.elector.is_leader:
+        if self._leading():
             self.flush()
         self._bound()
 
