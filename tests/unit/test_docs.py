@@ -7,6 +7,7 @@ from pathlib import Path
 import yaml
 
 from runner_sizer.options import env_var
+from runner_sizer.recommender import settings as recommender_settings
 from runner_sizer.recorder import settings as recorder_settings
 from runner_sizer.webhook.settings import OPTIONS, env_name
 
@@ -33,3 +34,9 @@ def test_docker_compose_sets_only_real_settings() -> None:
     for name, service in compose["services"].items():
         for variable in service.get("environment", {}):
             assert variable in known, f"{name}: {variable}"
+
+
+def test_every_recommender_flag_is_documented() -> None:
+    for flag, *_ in recommender_settings.OPTIONS:
+        variable = env_var(recommender_settings.ENV_PREFIX, flag)
+        assert f"`--{flag}`" in README and f"`{variable}`" in README, flag
