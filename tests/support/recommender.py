@@ -87,7 +87,7 @@ def _info(runs: Sequence[PastRun], every: float) -> Family:
             **RECORDER_TARGET,
             "exported_namespace": run.namespace,
             "exported_pod": run.pod,
-            "exported_job": who.job,
+            "job_name": who.job,
             "project_id": who.project_id,
             "root_namespace": who.org,
             "project": who.repo,

@@ -73,7 +73,7 @@ def test_usage_query_is_one_query_with_every_fact() -> None:
 def test_identity_queries_keep_both_spellings_of_the_pod_labels() -> None:
     query = identity_query(IdentitySource.RUNNER_SIZER, ('cluster="prod"',), 3600)
     assert 'runner_sizer_job_info{cluster="prod"}[3600s]' in query
-    assert "exported_namespace" in query and "exported_job" in query
+    assert "exported_namespace" in query and "job_name" in query
     ksm = identity_query(IdentitySource.KUBE_STATE_METRICS, (), 3600)
     assert 'kube_pod_labels{label_project_runner_gitlab_com_id!=""}' in ksm
     assert 'kube_pod_annotations{annotation_job_runner_gitlab_com_name!=""}' in ksm
@@ -101,7 +101,8 @@ def test_parse_identities_prefers_exported_labels() -> None:
         root_namespace="acme",
         project="app",
         ref="main",
-        job="build",
+        job="runner-sizer-recorder",
+        job_name="build",
     )
     scraped = sample(
         1,
@@ -110,7 +111,7 @@ def test_parse_identities_prefers_exported_labels() -> None:
         exported_namespace="ci",
         exported_pod="p2",
         job="runner-sizer-recorder",
-        exported_job="test",
+        job_name="test",
         project_id="8",
         root_namespace="acme",
         project="app",

@@ -148,7 +148,7 @@ def usage_query(container: str, matchers: Sequence[str], span: float, step: floa
     return " or ".join(parts)
 
 
-# Scraped without `honorLabels`, the series' own namespace, pod and job labels become
+# Scraped without `honorLabels`, the series' own namespace and pod labels become
 # exported_*; both spellings are kept and the exported one wins.
 _POD_LABELS = ("namespace", "pod", "exported_namespace", "exported_pod")
 
@@ -157,8 +157,8 @@ def identity_query(source: IdentitySource, matchers: Sequence[str], span: float)
     """Every runner pod's identity seen in the `span` seconds before the query time."""
     window = _seconds(span)
     if source is IdentitySource.RUNNER_SIZER:
-        labels = (*_POD_LABELS, "project_id", "root_namespace", "project", "ref", "job")
-        by = ", ".join((*labels, "exported_job"))
+        labels = (*_POD_LABELS, "project_id", "root_namespace", "project", "ref", "job_name")
+        by = ", ".join(labels)
         return f"max by ({by}) (max_over_time({selector(INFO, matchers)}[{window}]))"
     pod_labels = (*_POD_LABELS, KSM_PROJECT_ID, KSM_PROJECT_NAME, KSM_ROOT_NAMESPACE)
     annotations = (*_POD_LABELS, KSM_JOB_NAME, KSM_REF)
@@ -217,7 +217,7 @@ def parse_identities(result: Iterable[Any], source: IdentitySource) -> dict[PodK
                 "org": metric.get("root_namespace", ""),
                 "repo": metric.get("project", ""),
                 "ref": metric.get("ref", ""),
-                "job": _label(metric, "job"),
+                "job": metric.get("job_name", ""),
             }
         elif KSM_PROJECT_ID in metric:
             fields |= {
