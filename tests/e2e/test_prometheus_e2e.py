@@ -138,6 +138,14 @@ def test_prometheus_scrapes_the_job_info_of_live_pods_from_the_leader(
     binaries: Binaries,
     recorders: list[RecorderProcess],
 ) -> None:
+    jobs = {
+        "current": RunnerJob(project_id=4242, project_path="acme/tools/app", ref="feat/x.y"),
+        "legacy": RunnerJob(project_id=77, job_name="test 1/2", runner_version=(17, 5)),
+    }
+    pods = {
+        kind: create_pod(cluster.kube, namespace, runner_pod(job))["metadata"]["name"]
+        for kind, job in jobs.items()
+    }
     targets = [f"127.0.0.1:{r.port}" for r in recorders]
     prometheus = PrometheusServer(binaries)
     prometheus.scrape_configs = [
@@ -145,6 +153,16 @@ def test_prometheus_scrapes_the_job_info_of_live_pods_from_the_leader(
         for kind in ("honoured", "plain")
         for i, t in enumerate(targets)
     ]
+    # No kubelet runs here: the pods' working sets of the last minute are backfilled.
+    now = time.time()
+    usage = [
+        Series(
+            {"namespace": namespace, "pod": pod, "container": "build"},
+            [(now - 60 + i * 10, 1e9 * (n + 1)) for i in range(5)],
+        )
+        for n, pod in enumerate(pods.values())
+    ]
+    prometheus.backfill([Family("container_memory_working_set_bytes", "gauge", usage)])
     prometheus.start()
 
     def info(selector: str, count: int | None = None) -> list[dict[str, Any]] | None:
@@ -155,14 +173,6 @@ def test_prometheus_scrapes_the_job_info_of_live_pods_from_the_leader(
         return None if count is not None and len(result) != count else result
 
     try:
-        jobs = {
-            "current": RunnerJob(project_id=4242, project_path="acme/tools/app", ref="feat/x.y"),
-            "legacy": RunnerJob(project_id=77, job_name="test 1/2", runner_version=(17, 5)),
-        }
-        pods = {
-            kind: create_pod(cluster.kube, namespace, runner_pod(job))["metadata"]["name"]
-            for kind, job in jobs.items()
-        }
         honoured = wait_for(
             lambda: info(f'job=~"honoured-.*",namespace="{namespace}"', count=2),
             what="both pods' job info scraped",
@@ -188,6 +198,22 @@ def test_prometheus_scrapes_the_job_info_of_live_pods_from_the_leader(
         plain = wait_for(lambda: info('job=~"plain-.*"', count=2), what="the plain scrape")
         assert {s["metric"]["namespace"] for s in plain} == {"ci-sizer"}
         assert {s["metric"]["exported_namespace"] for s in plain} == {namespace}
+        # The join the README shows: peak working set per job.
+        joined = prometheus.api(
+            "query",
+            query=(
+                "max by (namespace, pod) (max_over_time("
+                f'container_memory_working_set_bytes{{namespace="{namespace}"}}[1h]))'
+                " * on (namespace, pod) group_left (project_id, ref, job_name)"
+                " max by (namespace, pod, project_id, ref, job_name)"
+                ' (max_over_time(runner_sizer_job_info{job=~"honoured-.*"}[1h]))'
+            ),
+            time=time.time(),
+        )["result"]
+        assert {(s["metric"]["job_name"], float(s["value"][1])) for s in joined} == {
+            ("build", 1e9),
+            ("test 1/2", 2e9),
+        }
 
         cluster.kube.delete(pods_path(namespace, pods["current"]), params={"gracePeriodSeconds": 0})
         wait_for(

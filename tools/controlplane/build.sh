@@ -29,7 +29,7 @@ mkdir -p "$cache"
 # Moves a finished build ($1) into place ($2). Each build works in its own
 # temporary directory, so two build.sh runs at once (tests started in parallel)
 # never see a half-made directory; the one that finishes first wins.
-publish() { mv -T "$1" "$2" 2>/dev/null || [ -d "$2" ]; }
+publish() { chmod 755 "$1"; mv -T "$1" "$2" 2>/dev/null || [ -d "$2" ]; }
 
 need_go() {
   if ! command -v go >/dev/null 2>&1; then
