@@ -33,6 +33,7 @@ from tests.support.kube import create_pod, mint_token, pods_path, token_kubeconf
 NAMESPACE = "runner-sizer-system"
 RELEASE = "rs"
 VALIDATION_NAMESPACE = "runner-sizer-validate"
+HISTORY = f"{RELEASE}-runner-sizer-history"  # release-scoped by the chart
 
 
 @dataclass
@@ -147,7 +148,11 @@ def test_services_work_with_the_charts_service_accounts(
     recorder = RecorderProcess(
         recorder_kubeconfig,
         NAMESPACE,
-        extra_args=[f"--lease-name={RELEASE}-recorder", "--flush-interval=0.3"],
+        extra_args=[
+            f"--lease-name={RELEASE}-recorder",
+            f"--configmap-name={HISTORY}",
+            "--flush-interval=0.3",
+        ],
     ).start()
     webhook = WebhookProcess(
         CertificateAuthority(),
@@ -157,6 +162,7 @@ def test_services_work_with_the_charts_service_accounts(
             "--sizer-sidecar-image=registry.example/sizer-collector:1.0",
             f"--kubeconfig={webhook_kubeconfig}",
             f"--history-namespace={NAMESPACE}",
+            f"--history-configmap={HISTORY}",
         ],
         env=STANDIN_TOKENS,
     )
@@ -175,9 +181,9 @@ def test_services_work_with_the_charts_service_accounts(
         key = f"runner-{job.runner_short}-project-{job.project_id}"
 
         def recorded() -> bool:
-            data = cluster.kube.get(
-                f"/api/v1/namespaces/{NAMESPACE}/configmaps/runner-sizer-history"
-            ).get("data")
+            data = cluster.kube.get(f"/api/v1/namespaces/{NAMESPACE}/configmaps/{HISTORY}").get(
+                "data"
+            )
             return any(key in k for k in (data or {}))
 
         wait_for(recorded, timeout=30, what="the recorder to write through its chart RBAC")
@@ -191,8 +197,8 @@ REFUSED: dict[str, list[tuple[str, str, dict[str, Any] | None]]] = {
     "webhook": [
         (
             "PUT",
-            f"/api/v1/namespaces/{NAMESPACE}/configmaps/runner-sizer-history",
-            {"metadata": {"name": "runner-sizer-history"}},
+            f"/api/v1/namespaces/{NAMESPACE}/configmaps/{HISTORY}",
+            {"metadata": {"name": HISTORY}},
         ),
         ("GET", f"/api/v1/namespaces/{NAMESPACE}/configmaps/other", None),
         ("GET", f"/api/v1/namespaces/{NAMESPACE}/secrets", None),
@@ -200,7 +206,7 @@ REFUSED: dict[str, list[tuple[str, str, dict[str, Any] | None]]] = {
         ("GET", "/api/v1/nodes", None),
     ],
     "recorder": [
-        ("DELETE", f"/api/v1/namespaces/{NAMESPACE}/configmaps/runner-sizer-history", None),
+        ("DELETE", f"/api/v1/namespaces/{NAMESPACE}/configmaps/{HISTORY}", None),
         ("GET", f"/api/v1/namespaces/{NAMESPACE}/configmaps/other", None),
         (
             "PUT",

@@ -32,24 +32,53 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- .Values.global.sizer.existingSecret | default (printf "%s-receiver" .Release.Name | trunc 63 | trimSuffix "-") -}}
 {{- end -}}
 
-{{/* Passes the `restricted` Pod Security Standard. */}}
+{{/*
+Passes the `restricted` Pod Security Standard; `podSecurityContext` and
+`containerSecurityContext` override it key by key (OpenShift's restricted-v2 assigns the
+UID: set runAsUser, runAsGroup and fsGroup to null). `dig`: a `--reuse-values` upgrade
+from a release without these values renders the defaults.
+*/}}
 {{- define "runner-sizer.podSecurityContext" -}}
-runAsNonRoot: true
-runAsUser: 10001
-runAsGroup: 10001
-fsGroup: 10001
-seccompProfile:
-  type: RuntimeDefault
+{{- $default := dict "runAsNonRoot" true "runAsUser" 10001 "runAsGroup" 10001 "fsGroup" 10001 "seccompProfile" (dict "type" "RuntimeDefault") -}}
+{{- toYaml (dig "podSecurityContext" $default .Values.AsMap) -}}
 {{- end -}}
 
 {{- define "runner-sizer.containerSecurityContext" -}}
-allowPrivilegeEscalation: false
-readOnlyRootFilesystem: true
-runAsNonRoot: true
-capabilities:
-  drop: ["ALL"]
-seccompProfile:
-  type: RuntimeDefault
+{{- $default := dict "allowPrivilegeEscalation" false "readOnlyRootFilesystem" true "runAsNonRoot" true "capabilities" (dict "drop" (list "ALL")) "seccompProfile" (dict "type" "RuntimeDefault") -}}
+{{- toYaml (dig "containerSecurityContext" $default .Values.AsMap) -}}
+{{- end -}}
+
+{{/* The history ConfigMap: one per release (the recorder writes it, the webhook reads it). */}}
+{{- define "runner-sizer.historyConfigMapName" -}}
+{{- $name := ternary (printf "%s-history" .Release.Name) (printf "%s-runner-sizer-history" .Release.Name) (contains "runner-sizer" .Release.Name) -}}
+{{- .Values.global.history.configMapName | default $name -}}
+{{- end -}}
+
+{{/* The webhook's name inside its configuration: the apiserver's admission metrics carry it as `name`. */}}
+{{- define "runner-sizer.admissionWebhookName" -}}
+{{- printf "%s.%s.pods.runner-sizer.io" .Release.Name .Release.Namespace -}}
+{{- end -}}
+
+{{/*
+A cpu or memory bound: a quantity string or a number (cores; bytes for memory), or empty.
+Called with (dict "key" "webhook.sizing.maxCpu" "value" $value); prints the quantity.
+*/}}
+{{- define "runner-sizer.quantity" -}}
+{{- $value := .value -}}
+{{- $form := "a number (cpu: cores, memory: bytes) or a Kubernetes quantity string such as \"500m\", \"1.5\" or \"4Gi\"" -}}
+{{- if or (kindIs "float64" $value) (kindIs "int64" $value) (kindIs "int" $value) -}}
+{{- if lt (float64 $value) 0.0 -}}
+{{- fail (printf "%s: %v is negative; want %s" .key $value $form) -}}
+{{- end -}}
+{{- if eq (float64 $value) (floor $value) -}}{{ int64 $value }}{{- else -}}{{ $value }}{{- end -}}
+{{- else if kindIs "string" $value -}}
+{{- if and $value (not (regexMatch "^[0-9]+(\\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$" $value)) -}}
+{{- fail (printf "%s: %q is not a quantity; want %s" .key $value $form) -}}
+{{- end -}}
+{{- $value -}}
+{{- else if not (kindIs "invalid" $value) -}}
+{{- fail (printf "%s: want %s, got %s" .key $form (kindOf $value)) -}}
+{{- end -}}
 {{- end -}}
 
 {{- define "runner-sizer.proxyEnv" -}}
@@ -84,5 +113,36 @@ tolerations: {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- with .Values.priorityClassName }}
 priorityClassName: {{ . }}
+{{- end }}
+{{- end -}}
+
+{{/*
+NetworkPolicy egress to the HTTP(S) proxy (its port, and `networkPolicy.proxyCIDRs`) when
+global.proxy is set: calls through HTTPS_PROXY go to the proxy, not to the receiver.
+Then `networkPolicy.extraEgress`, verbatim.
+*/}}
+{{- define "runner-sizer.extraEgress" -}}
+{{- $ports := list -}}
+{{- range $url := list .Values.global.proxy.httpProxy .Values.global.proxy.httpsProxy -}}
+{{- if $url -}}
+{{- $parsed := urlParse $url -}}
+{{- $port := regexFind "[0-9]+$" (regexFind ":[0-9]+$" $parsed.host) | default (ternary "443" "80" (eq $parsed.scheme "https")) -}}
+{{- $ports = append $ports $port -}}
+{{- end -}}
+{{- end -}}
+{{- with $ports | uniq }}
+- ports:
+    {{- range . }}
+    - {port: {{ . }}, protocol: TCP}
+    {{- end }}
+  {{- with dig "networkPolicy" "proxyCIDRs" list $.Values.AsMap }}
+  to:
+    {{- range . }}
+    - ipBlock: {cidr: {{ . }}}
+    {{- end }}
+  {{- end }}
+{{- end }}
+{{- with dig "networkPolicy" "extraEgress" list .Values.AsMap }}
+{{ toYaml . }}
 {{- end }}
 {{- end -}}

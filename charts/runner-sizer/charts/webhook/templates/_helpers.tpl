@@ -21,3 +21,18 @@
 {{- end -}}
 {{- join "," $mounts -}}
 {{- end -}}
+
+{{/* The HTTPS port the webhook listens on (10250 by default: GKE private clusters let the control plane reach it). */}}
+{{- define "webhook.port" -}}
+{{- dig "port" 10250 .Values.AsMap | int -}}
+{{- end -}}
+
+{{/* Render-time checks of values that only make sense together. */}}
+{{- define "webhook.validate" -}}
+{{- if and (dig "hostNetwork" false .Values.AsMap) (eq (include "webhook.port" .) "10250") -}}
+{{- fail "webhook.hostNetwork=true needs webhook.port other than 10250: the kubelet listens on 10250 on every node. Pick a free port the control plane may reach (e.g. 9443)." -}}
+{{- end -}}
+{{- if ge (float64 .Values.deadline) (float64 .Values.admission.timeoutSeconds) -}}
+{{- fail (printf "webhook.deadline (%v s) must be below webhook.admission.timeoutSeconds (%v s): the apiserver gives up first and the pod goes through unmutated." .Values.deadline .Values.admission.timeoutSeconds) -}}
+{{- end -}}
+{{- end -}}
