@@ -129,12 +129,52 @@ def test_cert_manager_mode(values: Any) -> None:
         == "ci-sizer/rs-webhook"
     )
     assert "caBundle" not in configuration["webhooks"][0]["clientConfig"]
-    certificate = one(manifests, "Certificate")
+    certificate = one(manifests, "Certificate", "rs-webhook")
     assert certificate["spec"]["secretName"] == "rs-webhook-tls"
     assert "rs-webhook.ci-sizer.svc" in certificate["spec"]["dnsNames"]
-    assert one(manifests, "Issuer")["spec"] == {"selfSigned": {}}
+    # The CA chain: self-signed Issuer → CA Certificate → CA Issuer → serving Certificate.
+    assert one(manifests, "Issuer", "rs-webhook-selfsigned")["spec"] == {"selfSigned": {}}
+    ca = one(manifests, "Certificate", "rs-webhook-ca")["spec"]
+    assert ca["isCA"] is True
+    assert ca["issuerRef"] == {
+        "name": "rs-webhook-selfsigned",
+        "kind": "Issuer",
+        "group": "cert-manager.io",
+    }
+    assert one(manifests, "Issuer", "rs-webhook-ca")["spec"] == {
+        "ca": {"secretName": ca["secretName"]}
+    }
+    assert certificate["spec"]["issuerRef"] == {
+        "name": "rs-webhook-ca",
+        "kind": "Issuer",
+        "group": "cert-manager.io",
+    }
     assert not find(manifests, "Secret", "rs-webhook-tls")
     assert not find(manifests, "Secret", "rs-receiver"), "an existing receiver Secret is used"
+
+
+def test_cert_manager_with_an_issuer_of_ones_own() -> None:
+    manifests = render(
+        None,
+        "webhook.tls.mode=cert-manager",
+        "webhook.tls.certManager.issuerRef.name=corp-ca",
+        "webhook.tls.certManager.issuerRef.kind=ClusterIssuer",
+    )
+    assert not find(manifests, "Issuer")
+    certificate = one(manifests, "Certificate")
+    assert certificate["spec"]["issuerRef"] == {"name": "corp-ca", "kind": "ClusterIssuer"}
+
+
+@pytest.mark.parametrize(
+    ("url", "field", "san"),
+    [
+        ("https://hook.example.internal:9443/mutate", "dnsNames", "hook.example.internal"),
+        ("https://10.1.2.3/mutate", "ipAddresses", "10.1.2.3"),
+    ],
+)
+def test_cert_manager_certificate_names_the_url_host(url: str, field: str, san: str) -> None:
+    manifests = render(None, "webhook.tls.mode=cert-manager", f"webhook.admission.url={url}")
+    assert san in one(manifests, "Certificate", "rs-webhook")["spec"][field]
 
 
 def test_existing_secret_mode(values: Any) -> None:
