@@ -29,7 +29,7 @@ lint: venv
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
-	$(BIN)/hadolint services/webhook/Dockerfile services/recorder/Dockerfile
+	$(BIN)/hadolint services/webhook/Dockerfile services/recorder/Dockerfile services/recommender/Dockerfile
 
 unit: venv
 	$(BIN)/pytest tests/unit

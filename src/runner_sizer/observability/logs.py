@@ -33,3 +33,26 @@ def configure_logging(level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+
+
+def gunicorn_logging(level: str) -> dict[str, Any]:
+    """gunicorn settings that make its own lines JSON too, on stderr, with no access log."""
+    return {
+        "accesslog": None,
+        "errorlog": "-",
+        "loglevel": level,
+        "logconfig_dict": {
+            "version": 1,
+            "disable_existing_loggers": False,
+            "formatters": {"json": {"()": f"{__name__}.JsonFormatter"}},
+            "handlers": {
+                "stderr": {
+                    "class": "logging.StreamHandler",
+                    "formatter": "json",
+                    "stream": "ext://sys.stderr",
+                }
+            },
+            "root": {"handlers": ["stderr"], "level": level.upper()},
+            "loggers": {"gunicorn.error": {"handlers": ["stderr"], "propagate": False}},
+        },
+    }

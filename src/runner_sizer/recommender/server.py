@@ -12,6 +12,7 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
+from runner_sizer.observability.logs import gunicorn_logging
 from runner_sizer.recommender.settings import RecommenderSettings
 
 log = logging.getLogger(__name__)
@@ -57,23 +58,7 @@ class RecommenderServer(BaseApplication):  # type: ignore[misc]
             "timeout": 30,
             "graceful_timeout": 5,
             "when_ready": self._when_ready,
-            "accesslog": None,
-            "errorlog": "-",
-            "loglevel": settings.log_level,
-            "logconfig_dict": {
-                "version": 1,
-                "disable_existing_loggers": False,
-                "formatters": {"json": {"()": "runner_sizer.observability.logs.JsonFormatter"}},
-                "handlers": {
-                    "stderr": {
-                        "class": "logging.StreamHandler",
-                        "formatter": "json",
-                        "stream": "ext://sys.stderr",
-                    }
-                },
-                "root": {"handlers": ["stderr"], "level": settings.log_level.upper()},
-                "loggers": {"gunicorn.error": {"handlers": ["stderr"], "propagate": False}},
-            },
+            **gunicorn_logging(settings.log_level),
             "worker_tmp_dir": settings.worker_tmp_dir,
             "proc_name": "runner-sizer-recommender",
             "control_socket_disable": True,

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from gunicorn.app.base import BaseApplication
 from prometheus_client import CollectorRegistry, multiprocess, start_http_server
 
+from runner_sizer.observability.logs import gunicorn_logging
 from runner_sizer.webhook.settings import WebhookSettings
 
 if TYPE_CHECKING:
@@ -77,23 +78,7 @@ class WebhookServer(BaseApplication):  # type: ignore[misc]
             "child_exit": _child_exit,
             "post_request": _yield_to_other_connections,
             "when_ready": self._when_ready,
-            "accesslog": None,
-            "errorlog": "-",
-            "loglevel": settings.log_level,
-            "logconfig_dict": {
-                "version": 1,
-                "disable_existing_loggers": False,
-                "formatters": {"json": {"()": "runner_sizer.observability.logs.JsonFormatter"}},
-                "handlers": {
-                    "stderr": {
-                        "class": "logging.StreamHandler",
-                        "formatter": "json",
-                        "stream": "ext://sys.stderr",
-                    }
-                },
-                "root": {"handlers": ["stderr"], "level": settings.log_level.upper()},
-                "loggers": {"gunicorn.error": {"handlers": ["stderr"], "propagate": False}},
-            },
+            **gunicorn_logging(settings.log_level),
             "worker_tmp_dir": settings.worker_tmp_dir,
             "proc_name": "runner-sizer-webhook",
             # Runtime management is not needed, and it would write under $HOME.
