@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from runner_sizer.devcluster.binaries import BUILD_SCRIPT, ensure_binaries
 from runner_sizer.devcluster.cluster import free_port
@@ -27,6 +28,7 @@ from runner_sizer.devcluster.webhook_process import STANDIN_TOKENS, WebhookProce
 from runner_sizer.devcluster.webhooks import has_status_annotation
 from runner_sizer.kube.client import KubeClient, KubeError
 from tests.chart.conftest import CHART, CI_VALUES, KUBE_VERSION
+from tests.chart.parent import build_parent_chart
 from tests.e2e.conftest import ClusterUnderTest
 from tests.support.kube import create_pod, mint_token, pods_path, token_kubeconfig, wait_for
 
@@ -302,3 +304,75 @@ def test_every_values_file_passes_server_side_validation(
     assert "(server dry run)" in out
     for line in json.dumps(out).split("\\n"):
         assert "error" not in line.lower(), line
+
+
+def test_installs_as_a_dependency_of_a_parent_chart(
+    cluster: ClusterUnderTest, crds: None, tmp_path: Path
+) -> None:
+    """A parent with its own globals and `condition: runner-sizer.enabled`, installed and
+    then upgraded with the condition off (the Argo CD / Flux umbrella way)."""
+    parent = build_parent_chart(tmp_path)
+    namespace = f"platform-{uuid.uuid4().hex[:6]}"
+    cluster.kube.post("/api/v1/namespaces", {"metadata": {"name": namespace}})
+    # Never matches: the cluster's other tests must not wait on this release's Service.
+    quiet = ["--set", "runner-sizer.webhook.admission.namespaceSelector.matchLabels.none=x"]
+    release = ["platform", str(parent), "-n", namespace, *quiet]
+    helm(cluster, "install", *release)
+    try:
+        apps = f"/apis/apps/v1/namespaces/{namespace}/deployments"
+        names = {d["metadata"]["name"] for d in cluster.kube.get(apps)["items"]}
+        assert names == {"platform-webhook", "platform-recorder"}
+        mine = cluster.kube.get(f"/api/v1/namespaces/{namespace}/configmaps/platform-platform")
+        assert mine["data"] == {"store": "vault"}
+        certificates = f"/apis/cert-manager.io/v1/namespaces/{namespace}/certificates"
+        assert {c["metadata"]["name"] for c in cluster.kube.get(certificates)["items"]} == {
+            "platform-webhook",
+            "platform-webhook-ca",
+        }
+        helm(cluster, "upgrade", *release, "--reuse-values", "--set", "runner-sizer.enabled=false")
+        assert not cluster.kube.get(apps)["items"]
+        with pytest.raises(KubeError) as gone:
+            cluster.kube.get(
+                "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/platform-webhook"
+            )
+        assert gone.value.status == 404
+    finally:
+        helm(cluster, "uninstall", "platform", "-n", namespace)
+        cluster.kube.delete(f"/api/v1/namespaces/{namespace}")
+
+
+def rendered_pod(*sets: str) -> dict[str, Any]:
+    args = ["template", RELEASE, str(CHART), "-n", NAMESPACE, "--kube-version", KUBE_VERSION]
+    for item in sets:
+        args += ["--set", item]
+    result = subprocess.run(
+        [
+            str(ensure_binaries().helm),
+            *args,
+            "--show-only",
+            "charts/webhook/templates/deployment.yaml",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    template = yaml.safe_load(result.stdout)["spec"]["template"]
+    metadata = {"name": "probe", **template["metadata"]}
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": template["spec"]}
+
+
+def test_host_network_is_refused_by_restricted_pod_security(
+    cluster: ClusterUnderTest, installed: Installed
+) -> None:
+    """What the README says: the default pod passes `restricted`, a hostNetwork one does not."""
+    default = create_pod(cluster.kube, NAMESPACE, rendered_pod(), dry_run=True)
+    assert default["spec"]["containers"][0]["ports"][0]["containerPort"] == 10250
+    with pytest.raises(KubeError) as refused:
+        create_pod(
+            cluster.kube,
+            NAMESPACE,
+            rendered_pod("webhook.hostNetwork=true", "webhook.port=9443"),
+            dry_run=True,
+        )
+    assert refused.value.status == 403
+    assert "hostNetwork" in str(refused.value)
