@@ -5,7 +5,9 @@ with sample recommendations, the real webhook (registered by URL on loopback)
 and the real recorder. Round 1 creates runner-shaped pods (no history yet);
 the recorder writes where kube-scheduler put them; round 2 creates the next
 job of each runner/project, which the webhook steers to the same node. Prints
-what each pod got and the history ConfigMap, then stops everything it started.
+what each pod got and the history ConfigMap. Part two sizes pods from what a
+real Prometheus holds, through the recommender (`demo_prometheus`). Then it stops
+everything it started.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 import requests
 
+from runner_sizer.devcluster import demo_prometheus
 from runner_sizer.devcluster.binaries import BinariesUnavailableError, ensure_binaries
 from runner_sizer.devcluster.cluster import LocalCluster
 from runner_sizer.devcluster.receiver_standin import StandinServer, StandinState
@@ -163,6 +166,7 @@ def main() -> int:
                 print("\n== round 2: the next job of each runner/project ==")
                 _create_and_show(kube, [dataclasses.replace(job, concurrent=1) for job in JOBS])
                 _show_skips(webhook.metrics_url)
+            demo_prometheus.run(kube, str(cluster.kubeconfig), binaries)
         finally:
             recorder.stop()
             standin.stop()
