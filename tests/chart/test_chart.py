@@ -130,7 +130,7 @@ def test_cert_manager_mode(values: Any) -> None:
     )
     assert "caBundle" not in configuration["webhooks"][0]["clientConfig"]
     certificate = one(manifests, "Certificate", "rs-webhook")
-    assert certificate["spec"]["secretName"] == "rs-webhook-tls"
+    assert certificate["spec"]["secretName"] == "rs-webhook-cert-manager-tls"
     assert "rs-webhook.ci-sizer.svc" in certificate["spec"]["dnsNames"]
     # The CA chain: self-signed Issuer → CA Certificate → CA Issuer → serving Certificate.
     assert one(manifests, "Issuer", "rs-webhook-selfsigned")["spec"] == {"selfSigned": {}}
@@ -150,6 +150,9 @@ def test_cert_manager_mode(values: Any) -> None:
         "group": "cert-manager.io",
     }
     assert not find(manifests, "Secret", "rs-webhook-tls")
+    pod = one(manifests, "Deployment", "rs-webhook")["spec"]["template"]["spec"]
+    tls = next(v for v in pod["volumes"] if v["name"] == "tls")
+    assert tls["secret"]["secretName"] == "rs-webhook-cert-manager-tls"
     assert not find(manifests, "Secret", "rs-receiver"), "an existing receiver Secret is used"
 
 

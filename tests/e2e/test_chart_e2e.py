@@ -376,3 +376,57 @@ def test_host_network_is_refused_by_restricted_pod_security(
         )
     assert refused.value.status == 403
     assert "hostNetwork" in str(refused.value)
+
+
+def test_switching_tls_modes(cluster: ClusterUnderTest, crds: None) -> None:
+    """helm → cert-manager → helm → secret: each mode's Secret has its own name, so no
+    upgrade meets a Secret another owner holds (cert-manager's carries no Helm labels)."""
+    namespace = f"tls-{uuid.uuid4().hex[:6]}"
+    cluster.kube.post("/api/v1/namespaces", {"metadata": {"name": namespace}})
+    secrets = f"/api/v1/namespaces/{namespace}/secrets"
+    configuration = (
+        "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/switch-webhook"
+    )
+
+    def upgrade(*sets: str) -> None:
+        args = ["upgrade", "--install", "switch", str(CHART), "-n", namespace]
+        for item in (
+            "recorder.enabled=false",
+            "webhook.admission.namespaceSelector.matchLabels.none=x",
+            *sets,
+        ):
+            args += ["--set", item]
+        helm(cluster, *args)
+
+    def ca_bundle() -> str | None:
+        bundle: str | None = cluster.kube.get(configuration)["webhooks"][0]["clientConfig"].get(
+            "caBundle"
+        )
+        return bundle
+
+    try:
+        upgrade()
+        first = cluster.kube.get(f"{secrets}/switch-webhook-tls")["data"]["ca.crt"]
+        assert ca_bundle() == first
+        upgrade("webhook.tls.mode=cert-manager")
+        with pytest.raises(KubeError):
+            cluster.kube.get(f"{secrets}/switch-webhook-tls")
+        # What cert-manager would write (no controller runs here): a Secret Helm does not own.
+        pem = base64.b64encode(b"-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n")
+        cluster.kube.post(secrets, {
+            "metadata": {"name": "switch-webhook-cert-manager-tls"},
+            "type": "kubernetes.io/tls",
+            "data": {"tls.crt": pem.decode(), "tls.key": pem.decode()},
+        })  # fmt: skip
+        upgrade("webhook.tls.mode=helm")
+        second = cluster.kube.get(f"{secrets}/switch-webhook-tls")["data"]["ca.crt"]
+        assert ca_bundle() == second
+        upgrade(
+            "webhook.tls.mode=secret",
+            "webhook.tls.secret.name=switch-webhook-cert-manager-tls",
+            f"webhook.tls.secret.caBundle={pem.decode()}",
+        )
+        assert ca_bundle() == pem.decode()
+    finally:
+        helm(cluster, "uninstall", "switch", "-n", namespace)
+        cluster.kube.delete(f"/api/v1/namespaces/{namespace}")
