@@ -39,6 +39,8 @@ def install(cluster: ClusterUnderTest, *values: str) -> None:
         cluster,
         *("upgrade", "--install", RELEASE, str(CHART), "-n", NAMESPACE),
         *("--set", "webhook.enabled=false"),
+        # The name the local recorder process uses (the chart's default is release-scoped).
+        *("--set", "global.history.configMapName=runner-sizer-history"),
         *(arg for value in values for arg in ("--set", value)),
     )
 
