@@ -146,3 +146,20 @@ Then `networkPolicy.extraEgress`, verbatim.
 {{ toYaml . }}
 {{- end }}
 {{- end -}}
+
+{{/*
+Where the webhook's sizing comes from: the receiver in global.sizer.url, else this
+release's recommender when global.recommender.enabled (it serves the same read
+contract, mints no push tokens). Empty: no sizing.
+*/}}
+{{- define "runner-sizer.recommenderIsSource" -}}
+{{- if and (dig "recommender" "enabled" false .Values.global) (not .Values.global.sizer.url) -}}true{{- end -}}
+{{- end -}}
+
+{{- define "runner-sizer.sizerUrl" -}}
+{{- if include "runner-sizer.recommenderIsSource" . -}}
+{{- printf "http://%s-recommender.%s.svc:8080" .Release.Name .Release.Namespace | trunc 253 -}}
+{{- else -}}
+{{- .Values.global.sizer.url -}}
+{{- end -}}
+{{- end -}}
