@@ -165,10 +165,9 @@ class PrometheusServer:
         """
         if self.process.running:
             raise RuntimeError("backfill before start: a running server does not load blocks")
-        source = Path(tempfile.mkstemp(prefix="backfill-", suffix=".om", dir=self.workdir)[1])
-        try:
-            with source.open("w") as out:
-                out.writelines(openmetrics_lines(families, not_after=time.time()))
+        with tempfile.NamedTemporaryFile("w", suffix=".om", dir=self.workdir) as source:
+            source.writelines(openmetrics_lines(families, not_after=time.time()))
+            source.flush()
             result = subprocess.run(
                 [
                     str(self.binaries.promtool),
@@ -177,15 +176,13 @@ class PrometheusServer:
                     f"--max-block-duration={max_block_duration}",
                     "--quiet",
                     "openmetrics",
-                    str(source),
+                    source.name,
                     str(self.data_dir),
                 ],
                 capture_output=True,
                 text=True,
                 check=False,
             )
-        finally:
-            source.unlink()
         if result.returncode != 0:
             raise RuntimeError(f"promtool backfill failed: {result.stdout}{result.stderr}")
 
