@@ -13,7 +13,9 @@ from runner_sizer.recommender.strategy import Run, StrategyParams, percentile, r
 from runner_sizer.recommender.table import Outcome, build_table
 
 GIB = 2**30
-PARAMS = StrategyParams(min_runs=5, max_runs=30, cpu_percentile=75, memory_percentile=95)
+PARAMS = StrategyParams(
+    min_runs=5, max_runs=30, cpu_percentile=75, memory_percentile=95, limit_margin=0.15
+)
 
 
 def runs(cores: list[float], peaks: list[float], start: float = 0.0) -> list[Run]:
@@ -50,7 +52,7 @@ def test_fewer_runs_than_the_minimum_is_a_cold_start() -> None:
 def test_only_the_last_runs_count() -> None:
     old = runs([8.0] * 10, [8 * GIB] * 10, start=0)
     new = runs([1.0] * 5, [GIB] * 5, start=100)
-    sizing = recommend(new + old, StrategyParams(min_runs=5, max_runs=5))
+    sizing = recommend(new + old, StrategyParams(min_runs=5, max_runs=5, limit_margin=0.15))
     assert sizing is not None and sizing.cpu == 1 and sizing.memory_limit == Decimal(1178) * 2**20
 
 

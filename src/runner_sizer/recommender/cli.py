@@ -1,23 +1,115 @@
-"""`runner-sizer-recommender`: validate settings, then serve."""
+"""`runner-sizer-recommender`: validate settings, then serve; or `backtest` / `generate-trace`."""
 
 from __future__ import annotations
 
+import argparse
+import json
 import sys
+from collections.abc import Sequence
+from pathlib import Path
 
 from runner_sizer.observability.logs import configure_logging
 from runner_sizer.options import OptionError, setting
+from runner_sizer.recommender.backtest import (
+    STRATEGIES,
+    Defaults,
+    TraceError,
+    backtest,
+    quantity_bytes,
+    read_trace,
+)
 from runner_sizer.recommender.server import RecommenderServer
 from runner_sizer.recommender.settings import ENV_PREFIX, load_settings
+from runner_sizer.recommender.trace import generate, write_trace
+from runner_sizer.webhook.quantity import QuantityError
+
+PROG = "runner-sizer-recommender"
+
+
+class _UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise _UsageError(message)
+
+
+def _backtest(argv: Sequence[str]) -> int:
+    parser = _Parser(prog=f"{PROG} backtest", description="Replay a CSV trace of past runs.")
+    parser.add_argument("--trace", required=True, help="the CSV trace (- for stdin)")
+    parser.add_argument(
+        "--strategy",
+        action="append",
+        help=f"one of {', '.join(STRATEGIES)}; repeat for several (default: all)",
+    )
+    parser.add_argument("--default-cpu", default="1", help="static cpu request (default: 1)")
+    parser.add_argument("--default-memory", default="2Gi", help="static memory (default: 2Gi)")
+    args = parser.parse_args(argv)
+    for name in args.strategy or ():
+        if name not in STRATEGIES:
+            raise _UsageError(f"--strategy: {name!r} is not one of {', '.join(STRATEGIES)}")
+    try:
+        cpu = quantity_bytes(args.default_cpu)
+    except QuantityError as error:
+        raise _UsageError(f"--default-cpu: {error}") from None
+    try:
+        memory = quantity_bytes(args.default_memory)
+    except QuantityError as error:
+        raise _UsageError(f"--default-memory: {error}") from None
+    if cpu <= 0 or memory <= 0:
+        raise _UsageError("--default-cpu and --default-memory must be positive")
+    try:
+        if args.trace == "-":
+            trace = read_trace(sys.stdin)
+        else:
+            with Path(args.trace).open(newline="", encoding="utf-8") as stream:
+                trace = read_trace(stream)
+    except OSError as error:
+        raise _UsageError(f"--trace: {error.strerror}: {args.trace}") from None
+    except (TraceError, UnicodeDecodeError) as error:
+        raise _UsageError(f"--trace {args.trace}: {error}") from None
+    for result in backtest(trace, args.strategy or list(STRATEGIES), Defaults(cpu, memory)):
+        print(json.dumps(result))
+    return 0
+
+
+def _generate_trace(argv: Sequence[str]) -> int:
+    parser = _Parser(prog=f"{PROG} generate-trace", description="Write a synthetic CSV trace.")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--projects", type=int, default=10)
+    parser.add_argument("--days", type=float, default=14.0)
+    parser.add_argument("--output", default="-", help="file to write (default: stdout)")
+    args = parser.parse_args(argv)
+    if args.projects < 1 or args.days <= 0:
+        raise _UsageError("--projects and --days must be positive")
+    trace = generate(seed=args.seed, projects=args.projects, days=args.days)
+    if args.output == "-":
+        write_trace(trace, sys.stdout)
+    else:
+        with Path(args.output).open("w", encoding="utf-8") as stream:
+            write_trace(trace, stream)
+    return 0
+
+
+SUBCOMMANDS = {"backtest": _backtest, "generate-trace": _generate_trace}
 
 
 def main(argv: list[str] | None = None) -> int:
+    arguments = sys.argv[1:] if argv is None else argv
+    if arguments and arguments[0] in SUBCOMMANDS:
+        try:
+            return SUBCOMMANDS[arguments[0]](arguments[1:])
+        except _UsageError as error:
+            print(f"{PROG} {arguments[0]}: {error}", file=sys.stderr)
+            return 2
     try:
-        settings = load_settings(sys.argv[1:] if argv is None else argv)
+        settings = load_settings(arguments)
         token_file = settings.read_token_file
         if token_file is not None and not token_file.read_text().strip():
             raise OptionError(f"{setting(ENV_PREFIX, 'read-token-file')}: {token_file} is empty")
     except OptionError as error:
-        print(f"runner-sizer-recommender: invalid configuration: {error}", file=sys.stderr)
+        print(f"{PROG}: invalid configuration: {error}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
     RecommenderServer(settings).run()

@@ -126,7 +126,13 @@ OPTIONS: list[Option] = [
         "memory-margin",
         _margin,
         "15",
-        "percent added to the memory request and limit (the limit: the largest peak)",
+        "percent added to the memory request",
+    ),
+    (
+        "limit-margin",
+        _margin,
+        "100",
+        "percent added to the largest peak for the memory limit (100: twice the largest peak)",
     ),
 ]
 
@@ -155,5 +161,6 @@ def load_settings(
         cpu_percentile=values.pop("cpu_percentile"),
         memory_percentile=values.pop("memory_percentile"),
         memory_margin=values.pop("memory_margin") / 100,
+        limit_margin=values.pop("limit_margin") / 100,
     )
     return RecommenderSettings(listen_host=host, listen_port=port, strategy=strategy, **values)
