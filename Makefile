@@ -69,6 +69,7 @@ fuzz: venv binaries
 bench: venv binaries
 	$(BIN)/python -m bench.webhook $(BENCH_SECONDS)
 	$(BIN)/python -m bench.recorder
+	$(BIN)/python -m bench.backtest
 
 chart-docs: binaries
 	$$(bash tools/controlplane/build.sh | sed -n 5p)/helm-docs -c charts/runner-sizer -u --skip-version-footer -g charts/runner-sizer
