@@ -3,17 +3,21 @@
 One process, so one refresher and one copy of the table: a second worker would
 double the queries and the memory; a replica more is the way to scale. Lookups
 are a dictionary read, so gunicorn's own work per request is most of the cost.
-Measured with vegeta at 1,000 sizing requests/s over keep-alive on 2 busy cores
-(bench/recommender.py): gthread (8 threads) spent ~650 us of CPU per request,
-p99 9-260 ms from run to run, its thread hand-offs per request (poller → pool →
-poller) the most of it; gevent with the post-request yield ~420 us, p99 4-7 ms.
-gunicorn also built an access log record per request that no handler printed.
+Measured in one run, alternating, with vegeta at 1,000 sizing requests/s over
+keep-alive on 2 cores shared with other work (load ~5): gthread (8 threads)
+used 600-730 us of worker CPU per request (each request goes poller thread →
+pool thread → poller thread), p99 6-17 ms; gevent with the post-request yield
+and without gunicorn's access-log record (built per request though no handler
+printed it) 340-380 us, p99 5-31 ms. In `make bench`, one connection's
+sequential p99 went from 2.9 to 1.2 ms. On such a box p99 is set by the time the
+worker waits for a CPU, which the CPU it needs per request shortens.
 The refresh is CPU-bound for seconds (the first one for ~30 s): it runs in a
 native thread, so the event loop and the worker's heartbeat go on meanwhile.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 from typing import Any
 
@@ -44,7 +48,20 @@ def build_app(settings: RecommenderSettings) -> Any:
         token=token(settings.prometheus_token_file),
         ca_file=settings.prometheus_ca_file,
     )
-    refresher = Refresher(settings, client, metrics)
+
+    class FrozenRefresher(Refresher):
+        def refresh(self) -> None:
+            """A refresh, then what it leaves (table, ledger) out of the collector's sight.
+
+            With 60,000 runs held, a full collection took ~100 ms: a pause that every
+            request waited out (max latency ~100 ms at 1,000/s). Frozen objects are
+            still freed by their reference counts once a later table replaces them.
+            """
+            super().refresh()
+            gc.collect()
+            gc.freeze()
+
+    refresher = FrozenRefresher(settings, client, metrics)
     import gevent  # noqa: PLC0415 - the worker has patched everything by now
 
     gevent.get_hub().threadpool.spawn(refresher.run)
