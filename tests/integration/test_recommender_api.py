@@ -20,6 +20,7 @@ from runner_sizer.recommender.ledger import IdentifiedRun
 from runner_sizer.recommender.promql import Identity
 from runner_sizer.recommender.strategy import StrategyParams
 from runner_sizer.recommender.table import build_table
+from tests.support.kube import wait_for
 from tests.support.promtool import assert_promtool_accepts
 from tests.support.recommender import (
     GIB,
@@ -182,8 +183,13 @@ def test_readyz_names_missing_series_and_metrics_tell_the_refresh(
 def test_not_ready_until_a_first_table(tmp_path: Path) -> None:
     nowhere = RecommenderProcess(f"http://127.0.0.1:{free_port()}").start(ready=False)
     try:
-        not_ready = nowhere.get("/readyz")
-        assert not_ready.status_code == 503 and "ConnectionError" in not_ready.json()["reason"]
+        # The first refresh runs beside the server: 503 at once, the reason once it failed.
+        assert nowhere.get("/readyz").status_code == 503
+        reason = wait_for(
+            lambda: "ConnectionError" in nowhere.get("/readyz").json()["reason"],
+            what="the failed refresh to be the reason",
+        )
+        assert reason and nowhere.get("/readyz").status_code == 503
         assert nowhere.get(sizing_path(SOLO)).status_code == 503
     finally:
         nowhere.stop()
