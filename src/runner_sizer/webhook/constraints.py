@@ -130,21 +130,24 @@ class Box:
     sidecar: bool = False  # an init container with restartPolicy Always
 
 
+def box(container: Mapping[str, Any], *, init: bool) -> Box:
+    resources = container.get("resources") or {}
+    return Box(
+        name=str(container.get("name", "")),
+        requests=resource_list(resources.get("requests")),
+        limits=resource_list(resources.get("limits")),
+        init=init,
+        sidecar=init and container.get("restartPolicy") == "Always",
+    )
+
+
 def boxes(spec: Mapping[str, Any]) -> list[Box]:
-    result = []
-    for init, key in ((False, "containers"), (True, "initContainers")):
-        for container in spec.get(key) or []:
-            resources = container.get("resources") or {}
-            result.append(
-                Box(
-                    name=str(container.get("name", "")),
-                    requests=resource_list(resources.get("requests")),
-                    limits=resource_list(resources.get("limits")),
-                    init=init,
-                    sidecar=init and container.get("restartPolicy") == "Always",
-                )
-            )
-    return result
+    """Containers first, then init containers, in the pod's order."""
+    return [
+        box(container, init=init)
+        for init, key in ((False, "containers"), (True, "initContainers"))
+        for container in spec.get(key) or []
+    ]
 
 
 def with_limit_defaults(items: Iterable[LimitItem], box: Box) -> Box:
@@ -197,12 +200,19 @@ def _max(into: ResourceList, values: Mapping[str, Decimal]) -> None:
 
 def problems(spec: Mapping[str, Any], rules: NamespaceRules) -> set[Problem]:
     """Every rule the pod (after LimitRanger's defaults) would break."""
-    pod_boxes = [with_limit_defaults(rules.limits, b) for b in boxes(spec)]
+    return problems_of(boxes(spec), spec.get("resources") or {}, rules)
+
+
+def problems_of(
+    parsed: Iterable[Box], pod_resources: Mapping[str, Any], rules: NamespaceRules
+) -> set[Problem]:
+    """`problems` for containers already parsed (the webhook varies one or two of them)."""
+    pod_boxes = [with_limit_defaults(rules.limits, b) for b in parsed]
     found: set[Problem] = set()
     found.update(_container_problems(pod_boxes))
     found.update(_limit_range_problems(pod_boxes, rules.limits))
-    found.update(_pod_level_problems(pod_boxes, spec.get("resources") or {}))
-    found.update(_quota_problems(pod_boxes, spec.get("resources") or {}, rules.quotas))
+    found.update(_pod_level_problems(pod_boxes, pod_resources))
+    found.update(_quota_problems(pod_boxes, pod_resources, rules.quotas))
     return found
 
 

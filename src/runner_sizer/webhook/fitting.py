@@ -11,7 +11,15 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner_sizer.webhook.constraints import NamespaceRules, Problem, Rule, problems
+from runner_sizer.webhook.constraints import (
+    Box,
+    NamespaceRules,
+    Problem,
+    Rule,
+    box,
+    boxes,
+    problems_of,
+)
 
 SIDECAR = "sidecar"
 # Memory before cpu: memory is what kills a build when it is too small.
@@ -51,19 +59,20 @@ def _candidates(resources: frozenset[str], sidecar: bool) -> Iterator[tuple[froz
         yield frozenset(), True
 
 
-def _candidate_spec(
-    spec: Mapping[str, Any],
+def _candidate_boxes(
+    parsed: list[Box],
     build_index: int | None,
     build: Mapping[str, Any],
     sidecar: Mapping[str, Any] | None,
-) -> dict[str, Any]:
-    candidate = dict(spec)
+) -> list[Box]:
+    """The pod's parsed containers with the build container resized and the sidecar added."""
+    candidate = list(parsed)
     if build_index is not None:
-        containers = list(spec.get("containers") or [])
-        containers[build_index] = {**containers[build_index], "resources": build}
-        candidate["containers"] = containers
+        candidate[build_index] = box(
+            {"name": parsed[build_index].name, "resources": build}, init=False
+        )
     if sidecar is not None:
-        candidate["initContainers"] = [*(spec.get("initContainers") or []), sidecar]
+        candidate.append(box(sidecar, init=True))
     return candidate
 
 
@@ -82,16 +91,21 @@ def fit(
         if build_index is not None
         else {}
     )
-    known = problems(spec, rules)
+    pod_resources = spec.get("resources") or {}
+    if not (rules.limits or rules.quotas or pod_resources):
+        # Nothing but requests ≤ limits to keep, which sizing and the sidecar already do.
+        return Fit(sized_resources, sidecar is not None)
+    parsed = boxes(spec)
+    known = problems_of(parsed, pod_resources, rules)
     first_new: set[Problem] = set()
     for keep, with_sidecar in _candidates(sized_resources, sidecar is not None):
-        candidate = _candidate_spec(
-            spec,
+        candidate = _candidate_boxes(
+            parsed,
             build_index,
             build_resources(original, sized, keep),
             sidecar if with_sidecar else None,
         )
-        new = problems(candidate, rules) - known
+        new = problems_of(candidate, pod_resources, rules) - known
         if new:
             first_new = first_new or new
             continue
