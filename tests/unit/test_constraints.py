@@ -142,6 +142,17 @@ def test_a_job_that_set_its_own_memory_keeps_it() -> None:
     assert ("sizing", "explicit_overwrite") in set(mutation.reasons())
 
 
+def test_unknown_rules_keep_nothing_partial() -> None:
+    job = RunnerJob()
+    pod = runner_pod(job)
+    pod["spec"]["containers"][0]["env"].append({"name": "KUBERNETES_CPU_LIMIT", "value": "1"})
+    recommendation = Recommendation({"cpu": Decimal(2), "memory": 3 * GI})
+    plan = plan_for(review_for(pod), SETTINGS)
+    mutation = build_mutation(plan, Fetched(recommendation=recommendation), SETTINGS)
+    assert mutation.kept == {}
+    assert mutation.skipped["sizing"] == "rules_unknown"
+
+
 def test_a_sidecar_name_taken_by_a_container_is_not_injected() -> None:
     settings = dataclasses.replace(SETTINGS, sidecar_name="helper")
     fetched = Fetched(push_token="t", rules=NO_RULES)

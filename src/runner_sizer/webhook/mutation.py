@@ -187,7 +187,7 @@ def build_mutation(plan: Plan, fetched: Fetched, settings: WebhookSettings) -> M
     sizing_status, sized = _sizing(plan, fetched, settings, mutation)
     token = _token(plan, fetched, mutation)
     if fetched.rules is None and (token is not None or (sized and sized.resources)):
-        sized, token = None, None
+        sized, token, mutation.kept = None, None, {}
         for feature in ("sizing", "sidecar"):
             mutation.skipped.setdefault(feature, Reason.RULES_UNKNOWN)
         sizing_status = _skip(mutation, "sizing")
