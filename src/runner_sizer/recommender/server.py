@@ -22,10 +22,10 @@ import logging
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
-from gunicorn.glogging import Logger
 
 from runner_sizer.observability.logs import gunicorn_logging
 from runner_sizer.recommender.settings import RecommenderSettings
+from runner_sizer.serving import yield_to_other_connections
 
 log = logging.getLogger(__name__)
 
@@ -68,24 +68,6 @@ def build_app(settings: RecommenderSettings) -> Any:
     return create_app(Services(refresher, metrics, token(settings.read_token_file)))
 
 
-class _NoAccessLog(Logger):  # type: ignore[misc]
-    """gunicorn's logger without the access log's per-request record (no handler had it)."""
-
-    def access(self, *_args: Any, **_kwargs: Any) -> None:
-        return None
-
-
-def _yield_to_other_connections(_worker: Any, _req: Any, _environ: Any, _resp: Any) -> None:
-    """Let every other ready connection run before this one reads its next request.
-
-    A keep-alive client that sends its next request at once finds its greenlet
-    never blocking on read, so one busy connection could starve the others.
-    """
-    import gevent  # noqa: PLC0415 - the worker has patched everything by now
-
-    gevent.sleep(0)
-
-
 class RecommenderServer(BaseApplication):  # type: ignore[misc]
     def __init__(self, settings: RecommenderSettings) -> None:
         self.settings = settings
@@ -100,13 +82,12 @@ class RecommenderServer(BaseApplication):  # type: ignore[misc]
             "worker_class": "gevent",
             "worker_connections": 1000,
             "keepalive": 120,
-            "post_request": _yield_to_other_connections,
+            "post_request": yield_to_other_connections,
             # A refresh runs in its own thread: the worker's heartbeat goes on meanwhile.
             "timeout": 30,
             "graceful_timeout": 5,
             "when_ready": self._when_ready,
             **gunicorn_logging(settings.log_level),
-            "logger_class": _NoAccessLog,
             "worker_tmp_dir": settings.worker_tmp_dir,
             "proc_name": "runner-sizer-recommender",
             "control_socket_disable": True,

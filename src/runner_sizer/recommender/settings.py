@@ -32,7 +32,6 @@ class RecommenderSettings:
     listen_host: str = "0.0.0.0"  # noqa: S104 - the webhook calls it over the pod network
     listen_port: int = 8080
     log_level: str = "info"
-    threads: int = 8
     worker_tmp_dir: str | None = None
     read_token_file: Path | None = None
     prometheus_token_file: Path | None = None
@@ -78,7 +77,6 @@ def _step(value: str) -> float:
 OPTIONS: list[Option] = [
     ("listen-addr", host_port, ":8080", "plain-HTTP address for sizing, probes and /metrics"),
     ("log-level", LOG_LEVELS, "info", "debug, info, warning or error"),
-    ("threads", positive_int, "8", "gunicorn threads serving requests (one worker process)"),
     ("worker-tmp-dir", str, None, "gunicorn heartbeat directory (a tmpfs with a read-only root)"),
     (
         "read-token-file",
