@@ -107,9 +107,11 @@ def run(kube: KubeClient, kubeconfig: str, binaries: Binaries) -> None:
     )
     print(
         "Next steps: helm upgrade --install runner-sizer charts/runner-sizer "
-        "--set recommender.enabled=true --set recommender.prometheus.url=http://<prometheus>:9090;"
-        " label the runner's namespace ci-sizer.devfw.io/watch=true; for runners older than "
-        "17.9, set the webhook's objectSelector to `pod` Exists."
+        "--set global.recommender.enabled=true --set global.sizer.readToken=$(openssl rand -hex 16)"
+        " --set recommender.prometheus.url=http://<prometheus>:9090 "
+        "--set recorder.metrics.serviceMonitor.enabled=true; label the runner's namespace "
+        "ci-sizer.devfw.io/watch=true; for runners older than 17.9, set the webhook's "
+        "objectSelector to `pod` Exists."
     )
 
 
