@@ -29,7 +29,9 @@ def test_every_recorder_flag_is_documented() -> None:
 def test_docker_compose_sets_only_real_settings() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yaml").read_text())
     known = {env_name(flag) for flag, *_ in OPTIONS} | {
-        env_var(recorder_settings.ENV_PREFIX, flag) for flag, *_ in recorder_settings.OPTIONS
+        env_var(module.ENV_PREFIX, flag)
+        for module in (recorder_settings, recommender_settings)
+        for flag, *_ in module.OPTIONS
     }
     for name, service in compose["services"].items():
         for variable in service.get("environment", {}):
