@@ -7,7 +7,6 @@ The contract relied on is `docs/receiver-openapi.yaml`. Every failure becomes a
 from __future__ import annotations
 
 import datetime
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -44,7 +43,6 @@ class Deadline:
 @dataclass(frozen=True)
 class SizingAnswer:
     recommendation: Recommendation | None
-    raw: str = ""
     reason: Reason | None = None
 
 
@@ -139,7 +137,7 @@ class ReceiverClient:
                 extra={"path": identity.receiver_path(), "project_id": identity.project_id},
             )
             return SizingAnswer(None, reason=Reason.INVALID_ANSWER)
-        answer = SizingAnswer(recommendation, json.dumps(body, separators=(",", ":")))
+        answer = SizingAnswer(recommendation)
         self._sizing[key] = answer
         self._last_good[key] = answer
         return answer
