@@ -92,8 +92,9 @@ def fit(
         else {}
     )
     pod_resources = spec.get("resources") or {}
-    if not (rules.limits or rules.quotas or pod_resources):
-        # Nothing but requests ≤ limits to keep, which sizing and the sidecar already do.
+    if not (sized_resources or sidecar) or not (rules.limits or rules.quotas or pod_resources):
+        # Nothing to add, or nothing but requests ≤ limits to keep, which sizing and the
+        # sidecar already do.
         return Fit(sized_resources, sidecar is not None)
     parsed = boxes(spec)
     known = problems_of(parsed, pod_resources, rules)
