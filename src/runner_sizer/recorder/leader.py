@@ -15,8 +15,8 @@ from typing import Any
 
 from runner_sizer.history.ledger import timestamp
 from runner_sizer.kube.client import KubeClient, KubeError
+from runner_sizer.kube.configmap import MissingNamespaceError, create
 from runner_sizer.recorder.problems import RecurringProblem
-from runner_sizer.recorder.store import MissingNamespaceError, create
 
 log = logging.getLogger(__name__)
 

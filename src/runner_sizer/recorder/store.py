@@ -1,15 +1,9 @@
-"""The history ConfigMap: load, and write with optimistic concurrency.
-
-Writes replace `data` only: the object's labels and annotations (Helm's
-ownership metadata and `helm.sh/resource-policy: keep` among them) are kept,
-and given back to the ConfigMap when it has to be re-created.
-"""
+"""The history ConfigMap: load, and merge-write with optimistic concurrency."""
 
 from __future__ import annotations
 
-import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from runner_sizer.history.ledger import (
     History,
@@ -20,28 +14,8 @@ from runner_sizer.history.ledger import (
     merge,
     to_data,
 )
-from runner_sizer.kube.client import JSON, KubeClient, KubeError
-
-log = logging.getLogger(__name__)
-MAX_ATTEMPTS = 10
-RECORDER_LABELS = {"app.kubernetes.io/name": "runner-sizer"}
-
-
-class MissingNamespaceError(RuntimeError):
-    """The configured namespace does not exist, so nothing can be created in it."""
-
-
-def create(kube: KubeClient, collection: str, namespace: str, body: JSON) -> JSON:
-    """POST `body` into `collection` of `namespace`; a 404 names the missing namespace."""
-    try:
-        return kube.post(collection, body)
-    except KubeError as error:
-        if error.status != 404:
-            raise
-        raise MissingNamespaceError(
-            f"namespace {namespace!r} does not exist, so {body['kind']} "
-            f"{body['metadata']['name']!r} cannot be created there (--configmap-namespace)"
-        ) from error
+from runner_sizer.kube.client import KubeClient
+from runner_sizer.kube.configmap import ConfigMapData
 
 
 @dataclass
@@ -55,42 +29,11 @@ class FlushResult:
 
 class ConfigMapStore:
     def __init__(self, kube: KubeClient, namespace: str, name: str) -> None:
-        self._kube = kube
-        self._namespace = namespace
-        self._collection = f"/api/v1/namespaces/{namespace}/configmaps"
-        self._path = f"{self._collection}/{name}"
-        self._name = name
-        # Labels and annotations last seen on the object, for a re-created one.
-        self._metadata: dict[str, Any] = {"labels": RECORDER_LABELS}
-
-    def _read(self) -> JSON | None:
-        """The stored ConfigMap, or None when there is none."""
-        try:
-            stored = self._kube.get(self._path)
-        except KubeError as error:
-            if error.status == 404:
-                return None
-            raise
-        metadata = stored.get("metadata") or {}
-        self._metadata = {k: metadata[k] for k in ("labels", "annotations") if metadata.get(k)}
-        return stored
+        self._configmap = ConfigMapData(kube, namespace, name)
 
     def load(self) -> History:
         """The stored history (empty when there is no ConfigMap)."""
-        stored = self._read()
-        return from_data((stored or {}).get("data") or {})
-
-    def _write(self, stored: JSON | None, data: dict[str, str]) -> None:
-        if stored is None:
-            metadata = {"name": self._name, **self._metadata}
-            body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": data}
-            create(self._kube, self._collection, self._namespace, body)
-            log.info("history ConfigMap created", extra={"configmap": self._path})
-            return
-        # The whole object back with new data: its resourceVersion makes the PUT
-        # conditional; no managedFields, so the server keeps them as they are.
-        metadata = {k: v for k, v in stored["metadata"].items() if k != "managedFields"}
-        self._kube.put(self._path, {**stored, "metadata": metadata, "data": data})
+        return from_data(self._configmap.read())
 
     def flush(
         self,
@@ -106,23 +49,15 @@ class ConfigMapStore:
         are filtered from both sides, and the least recently used keys past the
         bounds are evicted. A missing ConfigMap is created.
         """
-        conflicts = 0
-        for _ in range(MAX_ATTEMPTS):
-            stored = self._read()
-            theirs = from_data((stored or {}).get("data") or {})
-            merged = merge(ours, theirs, max_nodes)
+
+        def change(stored: Mapping[str, str]) -> tuple[dict[str, str], tuple[History, list[str]]]:
+            merged = merge(ours, from_data(stored), max_nodes)
             drop_nodes(merged, forgotten_nodes)
             evicted = evict(merged, max_keys, max_bytes)
-            data = to_data(merged)
-            if theirs == merged and stored is not None:
-                return FlushResult(merged, 0, conflicts, evicted, data_bytes(data))
-            try:
-                self._write(stored, data)
-            except KubeError as error:
-                # 409: someone wrote (or created) first; 404: deleted since the read.
-                if error.status in (409, 404):
-                    conflicts += 1
-                    continue
-                raise
-            return FlushResult(merged, 1, conflicts, evicted, data_bytes(data))
-        raise RuntimeError(f"history ConfigMap still conflicting after {MAX_ATTEMPTS} attempts")
+            return to_data(merged), (merged, evicted)
+
+        update = self._configmap.update(change)
+        merged, evicted = update.result
+        return FlushResult(
+            merged, update.writes, update.conflicts, evicted, data_bytes(update.data)
+        )
