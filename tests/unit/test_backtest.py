@@ -19,7 +19,14 @@ from runner_sizer.recommender.backtest import (
     read_trace,
     replay,
 )
-from runner_sizer.recommender.strategy import Kill, Run, StrategyParams, oom_floor, recommend
+from runner_sizer.recommender.strategy import (
+    Kill,
+    Run,
+    StrategyParams,
+    bump,
+    in_force,
+    recommend,
+)
 
 HOUR = 3600.0
 
@@ -96,6 +103,10 @@ def test_a_simulated_kill_is_fed_back_at_the_runs_end() -> None:
     assert tiny.seen[2][0].limit == 256 * MIB and tiny.seen[2][0].at == HOUR
 
 
+def oom_floor(runs: list[Run], kills: list[Kill], params: StrategyParams) -> float | None:
+    return max((bump(kill, params) for kill in in_force(runs, kills, params)), default=None)
+
+
 def test_after_a_kill_the_recommendation_is_bumped_until_enough_runs_succeed() -> None:
     params = StrategyParams(min_runs=5, oom_decay_runs=3, limit_margin=0.15)
     runs = [Run(float(i), 1.0, float(GIB)) for i in range(5)]
@@ -103,6 +114,8 @@ def test_after_a_kill_the_recommendation_is_bumped_until_enough_runs_succeed() -
     sizing = recommend(runs, params, [kill])
     assert sizing is not None and sizing.memory_limit is not None and sizing.memory is not None
     assert sizing.memory_limit >= 1.38 * GIB and sizing.memory >= 1.38 * GIB  # x 1.2
+    assert sizing.oom_floor is not None and sizing.oom_floor >= 1.38 * GIB
+    assert sizing.killed_at == 4.0
     small = Kill(at=4.0, limit=200 * MIB)
     assert oom_floor(runs, [small], params) == 300 * MIB  # + 100 MiB beats x 1.2
     later = runs + [Run(5.0 + i, 1.0, float(GIB)) for i in range(2)]

@@ -69,6 +69,8 @@ class Sizing:
     memory: Decimal | None
     memory_limit: Decimal | None
     runs: int
+    oom_floor: Decimal | None = None  # memory an OOM kill still holds the job at
+    killed_at: float | None = None  # unix seconds of the latest kill in force
 
 
 def percentile(values: Sequence[float], p: float) -> float:
@@ -88,27 +90,29 @@ def _quantity(resource: str, value: float) -> Decimal:
     return min(max(rounded, PLAUSIBLE_MINIMUM[resource]), PLAUSIBLE_MAXIMUM[resource])
 
 
-def oom_floor(runs: Sequence[Run], kills: Sequence[Kill], params: StrategyParams) -> float | None:
-    """The memory (bytes) kills still hold the job at, or None once every bump has decayed.
+def in_force(runs: Sequence[Run], kills: Sequence[Kill], params: StrategyParams) -> list[Kill]:
+    """The kills whose bump still holds the job.
 
     A kill's bump lasts until `oom_decay_runs` runs ended after it without a kill:
     runs ended after it, less kills after it (a killed run is a run too; a kill
     whose run is missing only makes the bump last longer).
     """
-    floor: float | None = None
     ends = sorted(run.end for run in runs)
     times = sorted(kill.at for kill in kills)
+    holding = []
     for kill in kills:
         faint = kill.peak is not None and kill.peak < params.suspected_peak_ratio * kill.limit
         if kill.suspected and faint:
             continue
         after = len(ends) - bisect.bisect_right(ends, kill.at)
         later_kills = len(times) - bisect.bisect_right(times, kill.at)
-        if after - later_kills >= params.oom_decay_runs:
-            continue
-        bump = max(kill.limit * params.oom_bump_factor, kill.limit + params.oom_bump_bytes)
-        floor = bump if floor is None else max(floor, bump)
-    return floor
+        if after - later_kills < params.oom_decay_runs:
+            holding.append(kill)
+    return holding
+
+
+def bump(kill: Kill, params: StrategyParams) -> float:
+    return max(kill.limit * params.oom_bump_factor, kill.limit + params.oom_bump_bytes)
 
 
 def recommend(
@@ -132,11 +136,13 @@ def recommend(
         memory = _quantity("memory", percentile(peaks, params.memory_percentile) * grow)
         limit = _quantity("memory", max(peaks) * (1 + params.limit_margin))
         limit = max(limit, memory)
-    floor = oom_floor(runs, kills, params) if kills else None
-    if floor is not None:
-        bumped = _quantity("memory", floor)
-        memory = bumped if memory is None else max(memory, bumped)
-        limit = bumped if limit is None else max(limit, bumped)
+    holding = in_force(runs, kills, params) if kills else []
+    floor = killed_at = None
+    if holding:
+        floor = _quantity("memory", max(bump(kill, params) for kill in holding))
+        killed_at = max(kill.at for kill in holding)
+        memory = floor if memory is None else max(memory, floor)
+        limit = floor if limit is None else max(limit, floor)
     if cpu is None and memory is None:
         return None
-    return Sizing(cpu, memory, limit, len(recent))
+    return Sizing(cpu, memory, limit, len(recent), floor, killed_at)

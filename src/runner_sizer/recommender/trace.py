@@ -139,7 +139,7 @@ def calibration(
     }
 
 
-def _rfc3339(seconds: float) -> str:
+def rfc3339(seconds: float) -> str:
     return (
         datetime.fromtimestamp(seconds, UTC)
         .isoformat(timespec="milliseconds")
@@ -158,7 +158,7 @@ def write_trace(trace: Sequence[TraceRun], stream: TextIO) -> None:
                 r.repo,
                 r.ref,
                 r.job,
-                _rfc3339(r.start),
+                rfc3339(r.start),
                 r.duration,
                 r.cpu_seconds,
                 int(r.peak_memory),
