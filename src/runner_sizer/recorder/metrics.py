@@ -23,10 +23,28 @@ class RecorderMetrics:
     history_bytes: Gauge
     leader: Gauge
     last_flush: Gauge
+    oom_kills: Counter
+    oom_evictions: Counter
+    oom_writes: Counter
+    oom_records: Gauge
+
+
+CERTAINTIES = ("oom_killed", "suspected")
 
 
 def build_metrics() -> RecorderMetrics:
     registry = CollectorRegistry()
+    # Counted by the writer whose flush stores a kill first: every replica sees
+    # the pod, and a restarted recorder lists pods whose kills are stored already.
+    oom_kills = Counter(
+        "runner_sizer_oom_kills_total",
+        "OOM kills of runner build containers, recorded: oom_killed (OOMKilled) or "
+        "suspected (exit 137 without it).",
+        ["certainty"],
+        registry=registry,
+    )
+    for certainty in CERTAINTIES:
+        oom_kills.labels(certainty)
     return RecorderMetrics(
         registry=registry,
         events=Counter(
@@ -47,11 +65,13 @@ def build_metrics() -> RecorderMetrics:
         ),
         conflicts=Counter(
             f"{PREFIX}_write_conflicts_total",
-            "Writes refused with 409 Conflict and retried after a merge.",
+            "Writes (history or OOM records) refused with 409 Conflict and retried after a merge.",
             registry=registry,
         ),
         flush_errors=Counter(
-            f"{PREFIX}_flush_errors_total", "Flushes that failed.", registry=registry
+            f"{PREFIX}_flush_errors_total",
+            "Flushes (history or OOM records) that failed.",
+            registry=registry,
         ),
         evictions=Counter(
             f"{PREFIX}_evictions_total",
@@ -77,5 +97,19 @@ def build_metrics() -> RecorderMetrics:
             f"{PREFIX}_last_flush_timestamp_seconds",
             "Unix time of the last successful flush.",
             registry=registry,
+        ),
+        oom_kills=oom_kills,
+        oom_evictions=Counter(
+            f"{PREFIX}_oom_evictions_total",
+            "OOM records dropped when writing: older than --oom-window, or over the caps.",
+            registry=registry,
+        ),
+        oom_writes=Counter(
+            f"{PREFIX}_oom_configmap_writes_total",
+            "Writes of the OOM records ConfigMap.",
+            registry=registry,
+        ),
+        oom_records=Gauge(
+            f"{PREFIX}_oom_records", "OOM records this replica keeps.", registry=registry
         ),
     )

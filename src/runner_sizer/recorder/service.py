@@ -24,6 +24,7 @@ from runner_sizer.recorder.bindings import binding_of
 from runner_sizer.recorder.jobinfo import JobInfoCollector, LivePods
 from runner_sizer.recorder.leader import LeaderElector
 from runner_sizer.recorder.metrics import RecorderMetrics
+from runner_sizer.recorder.oom_keeper import OomKeeper
 from runner_sizer.recorder.problems import RecurringProblem
 from runner_sizer.recorder.settings import RecorderSettings
 from runner_sizer.recorder.store import ConfigMapStore
@@ -40,6 +41,7 @@ class Recorder:
         self.metrics = metrics
         self._kube = kube
         self._store = ConfigMapStore(kube, settings.configmap_namespace, settings.configmap_name)
+        self.ooms = OomKeeper(settings, kube, metrics)
         self._lock = threading.Lock()
         self._history: History = {}
         self._changed = False  # something to write
@@ -122,12 +124,16 @@ class Recorder:
         self.metrics.events.labels("pods", "LIST").inc(len(items))
         self.live_pods.listed(items, namespace)
         self._observe(items)
+        self.ooms.observe(items)
 
     def _pod_event(self, kind: str, pod: JSON) -> None:
         self.metrics.events.labels("pods", kind).inc()
         self.live_pods.changed(kind, pod)
         if kind in ("ADDED", "MODIFIED"):
             self._observe([pod])
+        # The runner deletes the pod ~3 s after the build container ends: the
+        # final DELETED object may be the first to show the kill.
+        self.ooms.observe([pod])
 
     def _known_nodes(self) -> set[str]:
         """Every node the history mentions (call with the lock held)."""
@@ -158,11 +164,12 @@ class Recorder:
     # -- output ---------------------------------------------------------------
 
     def load(self) -> None:
-        """History from the ConfigMap; retried until the API server answers."""
+        """History and OOM records from their ConfigMaps; retried until the API server answers."""
         backoff = 0.5
         while not self._stop.is_set():
             try:
                 stored = self._store.load()
+                self.ooms.load()
             except Exception as error:
                 log.warning("cannot load history yet", extra={"error": str(error)})
                 self._stop.wait(backoff)
@@ -243,7 +250,9 @@ class Recorder:
     def _flush_if_leading(self) -> None:
         if self._leading():
             self.flush()
+            self.ooms.flush()
         self._bound()
+        self.ooms.bound()
 
     def start(self) -> None:
         self.load()

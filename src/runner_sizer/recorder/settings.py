@@ -21,6 +21,7 @@ from runner_sizer.options import (
     positive_int,
     setting,
 )
+from runner_sizer.recommender.promql import duration
 
 ENV_PREFIX = "RECORDER_"
 # The apiserver refuses a ConfigMap whose data (keys plus values) is over 1 MiB.
@@ -53,6 +54,9 @@ class RecorderSettings:
     max_nodes_per_key: int = 3
     max_keys: int = 5000
     max_bytes: int = DEFAULT_MAX_BYTES
+    oom_configmap: str = "runner-sizer-ooms"
+    oom_window: float = 14 * 86400.0
+    oom_max_records: int = 5000
     prune_deleted_nodes: bool = True
     leader_elect: bool = True
     lease_name: str = "runner-sizer-recorder"
@@ -95,6 +99,14 @@ OPTIONS: list[Option] = [
         "ConfigMap data size bound (API limit 1 MiB; the bound is the smaller of this "
         "and --max-keys entries of the largest size)",
     ),
+    ("oom-configmap", str, "runner-sizer-ooms", "OOM kill records ConfigMap, beside the history"),
+    ("oom-window", duration, "14d", "how long OOM kills are kept (300, 5m, 14d)"),
+    (
+        "oom-max-records",
+        positive_int,
+        "5000",
+        "OOM kills kept, oldest evicted first (their ConfigMap also stays within 900 KiB)",
+    ),
     (
         "prune-deleted-nodes",
         boolean,
@@ -130,6 +142,10 @@ def load_settings(argv: Sequence[str], environ: Mapping[str, str] = os.environ) 
         raise OptionError(
             f"{setting(ENV_PREFIX, 'max-bytes')}: the history could reach {bound} bytes, over "
             f"the {CONFIGMAP_DATA_LIMIT}-byte ConfigMap limit; lower --max-bytes or --max-keys"
+        )
+    if values["oom_configmap"] == values["configmap_name"]:
+        raise OptionError(
+            f"{setting(ENV_PREFIX, 'oom-configmap')}: must differ from --configmap-name"
         )
     host, port = values.pop("listen_addr")
     values["configmap_namespace"] = values["configmap_namespace"] or environ.get(

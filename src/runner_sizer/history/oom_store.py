@@ -1,0 +1,51 @@
+"""The OOM records' ConfigMap: read by anyone, merge-written by the recorder."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from runner_sizer.history.ooms import OomRecord, bound, from_data, merge, to_data
+from runner_sizer.kube.client import KubeClient
+from runner_sizer.kube.configmap import ConfigMapData
+
+
+def read_oom_records(kube: KubeClient, namespace: str, name: str) -> list[OomRecord]:
+    """The stored records, oldest first (empty when the ConfigMap is missing)."""
+    return from_data(ConfigMapData(kube, namespace, name).read())
+
+
+@dataclass(frozen=True)
+class OomFlush:
+    records: list[OomRecord]  # what is stored now, oldest first
+    added: list[OomRecord]  # ours, stored by this flush for the first time
+    evicted: list[OomRecord]
+    writes: int
+    conflicts: int
+
+
+class OomStore:
+    def __init__(self, kube: KubeClient, namespace: str, name: str) -> None:
+        self._configmap = ConfigMapData(kube, namespace, name)
+
+    def load(self) -> list[OomRecord]:
+        return from_data(self._configmap.read())
+
+    def flush(
+        self, ours: Iterable[OomRecord], now: float, window: float, max_records: int
+    ) -> OomFlush:
+        """The union of `ours` and what is stored, bounded, written; merged again on 409."""
+        mine = list(ours)
+
+        def change(stored: Mapping[str, str]) -> tuple[dict[str, str], OomFlush]:
+            theirs = from_data(stored)
+            known = {r.pod_uid for r in theirs}
+            kept = bound(merge(mine, theirs), now, window, max_records)
+            added = [r for r in kept.kept if r.pod_uid not in known]
+            return to_data(kept.kept), OomFlush(kept.kept, added, kept.evicted, 0, 0)
+
+        update = self._configmap.update(change)
+        result = update.result
+        return OomFlush(
+            result.records, result.added, result.evicted, update.writes, update.conflicts
+        )
