@@ -42,7 +42,8 @@ class Bounded:
 
 
 def _number(value: float) -> int | float:
-    return int(value) if value.is_integer() else value
+    """Whole numbers without `.0` (an int is a float to the type checker, too)."""
+    return int(value) if float(value).is_integer() else value
 
 
 def encode(record: OomRecord) -> str:
