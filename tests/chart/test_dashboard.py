@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from runner_sizer.recorder.jobinfo import INFO_METRIC
 from tests.chart.conftest import find, one, render
 from tests.support.promtool import promtool
 
@@ -66,17 +67,26 @@ def test_panels_cover_what_platform_teams_look_at() -> None:
         "runner_sizer_webhook_receiver_breaker_open",
         "runner_sizer_recorder_history_keys",
         "runner_sizer_recorder_history_bytes",
+        "runner_sizer_recommender_table_age_seconds",
+        "runner_sizer_recommender_refresh_errors_total",
+        "runner_sizer_recommender_identities",
+        "sum by (outcome) (rate(runner_sizer_recommender_answers_total",
+        'kube_pod_container_resource_requests{resource="memory",container="build"}',
+        'container_memory_working_set_bytes{container="build"}',
+        "on (namespace, pod) group_left (root_namespace, project, job_name)",
+        "sum by (certainty) (increase(runner_sizer_oom_kills_total",
     ):
         assert needle in queries, needle
 
 
 def defined_metrics() -> set[str]:
-    names: set[str] = set()
-    for service in ("webhook", "recorder"):
+    names = {INFO_METRIC}
+    for service in ("webhook", "recorder", "recommender"):
         source = (SRC / service / "metrics.py").read_text()
         prefix = re.search(r'^PREFIX = "(\w+)"', source, re.MULTILINE)
         assert prefix, service
         names |= {prefix.group(1) + suffix for suffix in re.findall(r'f"\{PREFIX\}(_\w+)"', source)}
+        names |= set(re.findall(r'"(runner_sizer_\w+)"', source))
     return names
 
 
