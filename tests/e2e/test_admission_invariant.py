@@ -38,6 +38,7 @@ from runner_sizer.webhook.history_view import HistoryView
 from runner_sizer.webhook.metrics import build_metrics
 from runner_sizer.webhook.mutation import STATUS_ANNOTATION, Reason
 from runner_sizer.webhook.namespace_view import NamespaceView
+from runner_sizer.webhook.quantity import parse_quantity
 from runner_sizer.webhook.receiver import ReceiverClient
 from runner_sizer.webhook.settings import WebhookSettings
 from runner_sizer.webhook.sizing import SizingMode
@@ -279,6 +280,7 @@ def _check_features(
             if reason != Reason.DISABLED:
                 counted = services.metrics.skipped_injections.labels(feature, reason)
                 assert counted._value.get() >= 1, f"{feature}: {reason} not counted"
+    _check_oom_bump(status, mutated, services, webhook)
     affinity = status["affinity"]
     _note(f"affinity: {affinity if isinstance(affinity, str) else 'applied'}")
     if isinstance(affinity, str):
@@ -292,6 +294,28 @@ def _check_features(
     init_names = [c["name"] for c in mutated["spec"].get("initContainers") or []]
     injected = webhook.sidecar_name in init_names
     assert injected == (status["sidecar"] == "injected" and not webhook.dry_run), status
+
+
+def _check_oom_bump(
+    status: dict[str, Any], mutated: dict[str, Any], services: Services, webhook: WebhookSettings
+) -> None:
+    """An answer's OOM floor is reached by the build container's limit, or counted as blocked."""
+    bump = status.get("oomBump")
+    if bump is None:
+        return
+    _note(f"oomBump: {bump}")
+    if bump == "applied":
+        return
+    assert bump == f"skipped:{Reason.OOM_BUMP_BLOCKED}", bump
+    counted = services.metrics.skipped_injections.labels("oom_bump", Reason.OOM_BUMP_BLOCKED)
+    assert counted._value.get() >= 1, "oom_bump_blocked not counted"
+    blocked = status["oomBumpBlocked"]
+    _note(f"oom bump blocked by {blocked['by']}")
+    assert parse_quantity(blocked["limit"]) < parse_quantity(blocked["floor"]), blocked
+    if not webhook.dry_run:
+        build = next(c for c in mutated["spec"]["containers"] if c["name"] == "build")
+        limit = parse_quantity(build["resources"]["limits"]["memory"])
+        assert limit == parse_quantity(blocked["limit"]), (build, blocked)
 
 
 def _check_env_sizes(mutated: dict[str, Any], webhook: WebhookSettings) -> None:

@@ -339,6 +339,12 @@ def receiver_answers(draw: st.DrawFn) -> Answer:
         chosen = [r for r in ("cpu", "memory") if not sometimes(draw, 4)]
         values = {r: draw(receiver_quantity(r)) for r in chosen}
         body[section] = "not-a-map" if sometimes(draw, 10) else values
+    if sometimes(draw, 2):  # runner-sizer's recommender after an OOM kill, or a broken one
+        floor = {
+            "memory_floor": draw(receiver_quantity("memory")),
+            "killed_at": "2026-11-26T15:00:00Z",
+        }
+        body["oom"] = draw(st.sampled_from(("not-a-map", {}))) if sometimes(draw, 8) else floor
     if kind == "huge":
         body["explanation"] = "y" * 300_000
     raw = json.dumps(body, allow_nan=True).encode()

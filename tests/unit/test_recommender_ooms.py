@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
+from runner_sizer.history.ooms import OomRecord
 from runner_sizer.recommender.ledger import IdentifiedRun
 from runner_sizer.recommender.promql import Identity
 from runner_sizer.recommender.strategy import Run, StrategyParams
@@ -16,19 +16,21 @@ PARAMS = StrategyParams(min_runs=5, oom_decay_runs=3, limit_margin=0.15)
 APP_MAIN = Identity("7", "acme", "app", "main", "build")
 
 
-@dataclass(frozen=True)
-class Record:
-    """The fields of an OOM record the table reads."""
-
-    project_id: str = "7"
-    org: str = "acme"
-    repo: str = "app"
-    ref: str = "main"
-    job: str = "build"
-    at: float = 4.5
-    memory_limit: float | None = 1.5 * GIB
-    memory_request: float | None = GIB
-    certain: bool = True
+def Record(**changes: Any) -> OomRecord:  # noqa: N802 - reads as the record it makes
+    """A certain kill of acme/app main `build` at 4.5 s, limit 1.5 Gi, request 1 Gi."""
+    fields: dict[str, Any] = {
+        "project_id": "7",
+        "org": "acme",
+        "repo": "app",
+        "ref": "main",
+        "job": "build",
+        "pod_uid": "uid-1",
+        "at": 4.5,
+        "memory_limit": 1.5 * GIB,
+        "memory_request": float(GIB),
+        "certain": True,
+    }
+    return OomRecord(**(fields | changes))
 
 
 def identified(count: int, start: float = 0.0, who: Identity = APP_MAIN) -> list[IdentifiedRun]:

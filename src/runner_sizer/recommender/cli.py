@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from runner_sizer.kube.kubeconfig import kubeconfig_problem
 from runner_sizer.observability.logs import configure_logging
 from runner_sizer.options import OptionError, setting
 from runner_sizer.recommender.backtest import (
@@ -108,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
         token_file = settings.read_token_file
         if token_file is not None and not token_file.read_text().strip():
             raise OptionError(f"{setting(ENV_PREFIX, 'read-token-file')}: {token_file} is empty")
+        problem = settings.oom_configmap and kubeconfig_problem(settings.kubeconfig, os.environ)
+        if problem:
+            raise OptionError(f"{setting(ENV_PREFIX, 'kubeconfig')}: {problem}")
     except OptionError as error:
         print(f"{PROG}: invalid configuration: {error}", file=sys.stderr)
         return 2

@@ -22,6 +22,8 @@ class RecommenderMetrics:
     runs: Gauge
     unidentified_runs: Counter
     table_age: Gauge
+    oom_records: Gauge
+    oom_bumps: Gauge
 
 
 def build_metrics() -> RecommenderMetrics:
@@ -71,6 +73,18 @@ def build_metrics() -> RecommenderMetrics:
         table_age=Gauge(
             f"{PREFIX}_table_age_seconds",
             "Seconds since the table in service was built (absent before the first).",
+            registry=registry,
+        ),
+        oom_records=Gauge(
+            f"{PREFIX}_oom_records",
+            "OOM records read at the last refresh, by use: bump (a memory limit or request "
+            "to bump from) or unusable (neither).",
+            ["use"],
+            registry=registry,
+        ),
+        oom_bumps=Gauge(
+            f"{PREFIX}_oom_bumps",
+            "Answers (exact and any-ref) an OOM kill raises now.",
             registry=registry,
         ),
     )

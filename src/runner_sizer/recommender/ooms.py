@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
 
+from runner_sizer.history.ooms import OomRecord
 from runner_sizer.recommender.strategy import Kill
 
 Exact = tuple[str, str, str]  # project id, ref, job
@@ -22,30 +22,7 @@ class OomSourceError(RuntimeError):
     """The records could not be read; the message is safe to log."""
 
 
-class OomFact(Protocol):
-    """What the table needs of one OOM record (`runner_sizer.history.ooms.OomRecord`)."""
-
-    @property
-    def project_id(self) -> str: ...
-    @property
-    def org(self) -> str: ...
-    @property
-    def repo(self) -> str: ...
-    @property
-    def ref(self) -> str: ...
-    @property
-    def job(self) -> str: ...
-    @property
-    def at(self) -> float: ...
-    @property
-    def memory_limit(self) -> float | None: ...
-    @property
-    def memory_request(self) -> float | None: ...
-    @property
-    def certain(self) -> bool: ...
-
-
-def as_kill(record: OomFact) -> Kill | None:
+def as_kill(record: OomRecord) -> Kill | None:
     """The kill of one record; None when the run had neither memory limit nor request."""
     bound = record.memory_limit if record.memory_limit is not None else record.memory_request
     if bound is None or bound <= 0:
@@ -61,7 +38,7 @@ class Kills:
     unusable: int = 0  # records with nothing to bump from
 
 
-def group_kills(records: Iterable[OomFact]) -> Kills:
+def group_kills(records: Iterable[OomRecord]) -> Kills:
     kills = Kills()
     for record in records:
         kill = as_kill(record)

@@ -4,6 +4,10 @@ A fixed number of queries per chunk of time, two, whatever the number of jobs.
 The first refresh covers the whole window in chunks; later ones only the time
 since the last one. A failure keeps the last good table in service and the
 next refresh resumes from the last chunk that was read.
+
+The recorder's OOM records, when configured, are read whole on each refresh (one
+GET). If they cannot be read, the table is still rebuilt, with the last records
+read, and the refresh counts as failed (so the next one comes sooner).
 """
 
 from __future__ import annotations
@@ -11,10 +15,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
+from runner_sizer.history.ooms import OomRecord
 from runner_sizer.recommender.ledger import Ledger
 from runner_sizer.recommender.metrics import RecommenderMetrics
+from runner_sizer.recommender.ooms import OomSourceError
 from runner_sizer.recommender.prometheus import PrometheusClient, PrometheusError
 from runner_sizer.recommender.promql import (
     chunk_seconds,
@@ -52,11 +58,18 @@ class Refresher:
         client: PrometheusClient,
         metrics: RecommenderMetrics,
         clock: Callable[[], float] = time.time,
+        ooms: Callable[[], Sequence[OomRecord]] | None = None,
     ) -> None:
         self._settings = settings
         self._client = client
         self._metrics = metrics
         self._clock = clock
+        if ooms is None and settings.oom_configmap is not None:
+            from runner_sizer.recommender.oom_source import oom_reader  # noqa: PLC0415 - kubernetes
+
+            ooms = oom_reader(settings)
+        self._read_ooms = ooms
+        self._oom_records: Sequence[OomRecord] = ()
         self._ledger = Ledger()
         self._stop = threading.Event()
         self.table: Table | None = None
@@ -69,8 +82,10 @@ class Refresher:
         return float("nan") if table is None else max(self._clock() - table.built_at, 0.0)
 
     def refresh(self) -> None:
-        """One refresh; raises PrometheusError (the table in service stays)."""
+        """One refresh; raises PrometheusError (the table in service stays) or
+        OomSourceError (after the table is rebuilt with the last records read)."""
         settings, ledger = self._settings, self._ledger
+        oom_error = self._refresh_ooms()
         now = self._clock()
         start = max(ledger.covered_until or 0.0, now - settings.window)
         sent = self._client.queries
@@ -93,13 +108,28 @@ class Refresher:
             self._metrics.queries.inc(self._client.queries - sent)
             self._metrics.queries_last_refresh.set(self._client.queries - sent)
         settled = ledger.settle(now, settings.window)
-        table = build_table(ledger.runs.values(), settings.strategy, now)
+        table = build_table(ledger.runs.values(), settings.strategy, now, self._oom_records)
         self.table = table
         self.missing = [self._how_to_enable(kind) for kind in ledger.missing(now, settings.window)]
         self._metrics.unidentified_runs.inc(settled.unidentified)
         self._metrics.identities.set(table.identities)
         self._metrics.recommendations.set(len(table.exact))
         self._metrics.runs.set(table.runs)
+        self._metrics.oom_records.labels("bump").set(len(self._oom_records) - table.unusable_ooms)
+        self._metrics.oom_records.labels("unusable").set(table.unusable_ooms)
+        self._metrics.oom_bumps.set(table.oom_bumps)
+        if oom_error is not None:
+            raise oom_error
+
+    def _refresh_ooms(self) -> OomSourceError | None:
+        """Reads the OOM records; on failure the last ones read stay, and the error is returned."""
+        if self._read_ooms is None:
+            return None
+        try:
+            self._oom_records = self._read_ooms()
+        except OomSourceError as error:
+            return error
+        return None
 
     def _how_to_enable(self, kind: str) -> str:
         if kind == "identity":
@@ -122,7 +152,7 @@ class Refresher:
                         "missing": self.missing,
                     },
                 )
-            except PrometheusError as error:
+            except (PrometheusError, OomSourceError) as error:
                 self._fail(str(error))
                 wait = min(wait, RETRY_AFTER_FAILURE)
             except Exception as error:  # a bug must not stop refreshing for good

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,10 @@ from runner_sizer.recommender.promql import IdentitySource, duration, label_matc
 from runner_sizer.recommender.strategy import StrategyParams
 
 ENV_PREFIX = "RECOMMENDER_"
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(
+    r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+)
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,8 @@ class RecommenderSettings:
     window: float = 14 * 86400.0
     step: float = 30.0
     strategy: StrategyParams = field(default_factory=StrategyParams)
+    oom_configmap: tuple[str, str] | None = None  # namespace, name
+    kubeconfig: str | None = None
 
 
 def _url(value: str) -> str:
@@ -65,6 +72,15 @@ def _margin(value: str) -> float:
     if not 0 <= number <= 1000:
         raise ValueError("must be between 0 and 1000 (percent)")
     return number
+
+
+def _configmap(value: str) -> tuple[str, str] | None:
+    if not value.strip():
+        return None
+    namespace, _, name = value.strip().partition("/")
+    if not _DNS_LABEL.match(namespace) or not _DNS_SUBDOMAIN.match(name):
+        raise ValueError(f"{value!r} is not NAMESPACE/NAME of a ConfigMap")
+    return namespace, name
 
 
 def _step(value: str) -> float:
@@ -131,6 +147,19 @@ OPTIONS: list[Option] = [
         _margin,
         "100",
         "percent added to the largest peak for the memory limit (100: twice the largest peak)",
+    ),
+    (
+        "oom-configmap",
+        _configmap,
+        "",
+        "NAMESPACE/NAME of the recorder's OOM records, read on each refresh; "
+        "empty: OOM kills are not known",
+    ),
+    (
+        "kubeconfig",
+        str,
+        None,
+        "kubeconfig path for reading the OOM records (default: in-cluster)",
     ),
 ]
 

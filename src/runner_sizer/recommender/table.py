@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TypeVar
 
+from runner_sizer.history.ooms import OomRecord
 from runner_sizer.recommender.ledger import IdentifiedRun
-from runner_sizer.recommender.ooms import OomFact, group_kills
+from runner_sizer.recommender.ooms import group_kills
 from runner_sizer.recommender.strategy import Kill, Run, Sizing, StrategyParams, recommend
 from runner_sizer.recommender.trace import rfc3339
 from runner_sizer.webhook.quantity import format_cpu, format_memory
@@ -99,7 +100,10 @@ def _answers(
 
 
 def build_table(
-    runs: Iterable[IdentifiedRun], params: StrategyParams, now: float, ooms: Iterable[OomFact] = ()
+    runs: Iterable[IdentifiedRun],
+    params: StrategyParams,
+    now: float,
+    ooms: Iterable[OomRecord] = (),
 ) -> Table:
     exact: dict[tuple[str, str, str], list[Run]] = defaultdict(list)
     any_ref: dict[tuple[str, str], list[Run]] = defaultdict(list)

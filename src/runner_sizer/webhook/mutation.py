@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
@@ -26,10 +27,17 @@ from runner_sizer.webhook.affinity import affinity_ops
 from runner_sizer.webhook.constraints import NO_RULES, NamespaceRules, Rule
 from runner_sizer.webhook.fitting import SIDECAR, Fit, build_resources, fit
 from runner_sizer.webhook.patch import pointer
+from runner_sizer.webhook.quantity import format_memory
 from runner_sizer.webhook.review import AdmissionRequest
 from runner_sizer.webhook.settings import WebhookSettings
 from runner_sizer.webhook.sidecar import collector_env, sidecar_container, sidecar_resources
-from runner_sizer.webhook.sizing import Recommendation, explicit_resources, sized_resources
+from runner_sizer.webhook.sizing import (
+    Recommendation,
+    SizingMode,
+    explicit_resources,
+    quantity_or_none,
+    sized_resources,
+)
 
 STATUS_ANNOTATION = "runner-sizer.io/status"
 OPT_OUT_ANNOTATION = "runner-sizer.io/inject"
@@ -57,6 +65,7 @@ class Reason(StrEnum):
     LIMIT_RANGE = Rule.LIMIT_RANGE.value
     QUOTA = Rule.QUOTA.value
     POD_RESOURCES = Rule.POD_RESOURCES.value
+    OOM_BUMP_BLOCKED = "oom_bump_blocked"
 
 
 class Ignore(StrEnum):
@@ -209,6 +218,9 @@ def build_mutation(plan: Plan, fetched: Fetched, settings: WebhookSettings) -> M
     ops, resources_after, applied_sizing = _sizing_ops(plan, settings, sized, chosen, mutation)
     if sized is not None and not chosen.resources:
         sizing_status = _skip(mutation, "sizing")
+    oom_status = _oom_bump(
+        plan, fetched, settings, mutation, resources_after.get(settings.build_container) or {}
+    )
     if chosen.sidecar and stub is not None and token is not None:
         ops += _sidecar_ops(
             plan,
@@ -229,6 +241,7 @@ def build_mutation(plan: Plan, fetched: Fetched, settings: WebhookSettings) -> M
     status: dict[str, Any] = {"sizing": sizing_status}
     if mutation.kept:
         status["sizingKept"] = dict(mutation.kept)
+    status |= oom_status
     status |= {
         "sidecar": "injected" if "sidecar" in mutation.applied else _skip(mutation, "sidecar"),
         "affinity": list(nodes) if "affinity" in mutation.applied else _skip(mutation, "affinity"),
@@ -306,6 +319,43 @@ def _sizing(
         current, recommendation.without(explicit), settings.bounds, settings.sizing_mode
     )
     return status, _Sized(sized, recommendation.resources - explicit)
+
+
+def _oom_bump(
+    plan: Plan,
+    fetched: Fetched,
+    settings: WebhookSettings,
+    mutation: Mutation,
+    build: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Status entries for an answer that carries an OOM floor: did the limit reach it?
+
+    A build container without a memory limit is not held under the floor. When the
+    limit stays below it, what held it back: the reason memory was kept or sizing
+    skipped, else RequestsOnly (the limit is the operator's), else the answer's own
+    limit, else --max-memory.
+    """
+    recommendation = fetched.recommendation
+    if recommendation is None or recommendation.memory_floor is None or not plan.want_sizing:
+        return {}
+    floor = recommendation.memory_floor
+    limit = quantity_or_none((build.get("limits") or {}).get("memory"))
+    if limit is None or limit >= floor:
+        return {"oomBump": "applied"}
+    mutation.skipped["oom_bump"] = Reason.OOM_BUMP_BLOCKED
+    held = mutation.kept.get("memory")
+    if held is None and "sizing" not in mutation.applied:
+        held = mutation.skipped.get("sizing")
+    if held is not None:
+        cause = held.value
+    elif settings.sizing_mode is SizingMode.REQUESTS_ONLY:
+        cause = "requests_only"
+    elif recommendation.limits.get("memory", Decimal(0)) < floor:
+        cause = "answer"  # the answer's own memory limit, or none, is below its floor
+    else:
+        cause = "max_memory"
+    details = {"floor": format_memory(floor), "limit": format_memory(limit), "by": cause}
+    return {"oomBump": _skip(mutation, "oom_bump"), "oomBumpBlocked": details}
 
 
 def _token(plan: Plan, fetched: Fetched, mutation: Mutation) -> str | None:

@@ -31,11 +31,14 @@ class SizingMode(StrEnum):
 class Recommendation:
     requests: Mapping[str, Decimal]
     limits: Mapping[str, Decimal] = field(default_factory=dict)
+    # The memory an OOM kill of the job holds it at (the answer's optional `oom` field).
+    memory_floor: Decimal | None = None
 
     def without(self, resources: Collection[str]) -> Recommendation:
         return Recommendation(
             {r: v for r, v in self.requests.items() if r not in resources},
             {r: v for r, v in self.limits.items() if r not in resources},
+            self.memory_floor,
         )
 
     @property
@@ -79,14 +82,17 @@ def parse_recommendation(body: Any) -> Recommendation | None:
 
     A value no machine could hold (`1e20`), a negative, NaN, a wrong type or a
     unit-less typo is not a size: it is left out, and a body with nothing usable
-    is None, as if the receiver had no recommendation.
+    is None, as if the receiver had no recommendation. An unusable `oom` field is
+    left out alone.
     """
     if not isinstance(body, dict):
         return None
     requests, limits = _quantities(body.get("requests")), _quantities(body.get("limits"))
     if not requests and not limits:
         return None
-    return Recommendation(requests, limits)
+    oom = body.get("oom")
+    floor = _plausible("memory", oom.get("memory_floor")) if isinstance(oom, dict) else None
+    return Recommendation(requests, limits, floor)
 
 
 def explicit_resources(build_env: Mapping[str, str]) -> set[str]:
@@ -115,7 +121,8 @@ def sized_resources(
     requests = dict(current.get("requests") or {})
     limits = dict(current.get("limits") or {})
     for resource in RESOURCES:
-        old_request, old_limit = _existing(requests.get(resource)), _existing(limits.get(resource))
+        old_request = quantity_or_none(requests.get(resource))
+        old_limit = quantity_or_none(limits.get(resource))
         request, limit = old_request, old_limit
         if resource in recommendation.requests:
             request = _bounded(resource, recommendation.requests[resource], bounds)
@@ -144,7 +151,7 @@ def _bounded(resource: str, value: Decimal, bounds: Bounds) -> Decimal:
     return bounds.clamp(resource, round_up(resource, bounds.clamp(resource, value)))
 
 
-def _existing(value: Any) -> Decimal | None:
+def quantity_or_none(value: Any) -> Decimal | None:
     try:
         return parse_quantity(value)
     except QuantityError:
