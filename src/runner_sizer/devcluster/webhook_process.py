@@ -26,7 +26,11 @@ STANDIN_TOKENS = {
 
 @dataclass
 class WebhookProcess:
-    """`extra_args` are CLI flags; `env` adds to the environment (e.g. tokens)."""
+    """`extra_args` are CLI flags; `env` adds to the environment (e.g. tokens).
+
+    With `tls_secret` (NAMESPACE/NAME) the pair comes from that Secret, not from files,
+    and the probes skip verification (the Secret's CA may not exist yet).
+    """
 
     ca: CertificateAuthority
     extra_args: list[str] = field(default_factory=list)
@@ -34,6 +38,7 @@ class WebhookProcess:
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="runner-sizer-wh-")))
     port: int = field(default_factory=free_port)
     metrics_port: int = field(default_factory=free_port)
+    tls_secret: str = ""
 
     def __post_init__(self) -> None:
         self.process = ServiceProcess("webhook", self.workdir / "webhook.log")
@@ -70,23 +75,34 @@ class WebhookProcess:
             self.write_serving_cert()
         else:
             self.write_serving_pair(serving)
+        tls = (
+            [f"--tls-secret={self.tls_secret}"]
+            if self.tls_secret
+            else [
+                f"--tls-cert-file={self.workdir / 'tls.crt'}",
+                f"--tls-key-file={self.workdir / 'tls.key'}",
+            ]
+        )
         args = [
             str(SCRIPT),
             f"--listen-addr=127.0.0.1:{self.port}",
             f"--metrics-addr=127.0.0.1:{self.metrics_port}",
-            f"--tls-cert-file={self.workdir / 'tls.crt'}",
-            f"--tls-key-file={self.workdir / 'tls.key'}",
+            *tls,
             *self.extra_args,
         ]
         self.process.spawn(
             args, {"PROMETHEUS_MULTIPROC_DIR": str(self.workdir / "metrics"), **self.env}
         )
-        self.process.wait_until_ok(f"{self.url}/healthz", str(self.ca_file), timeout)
+        self.process.wait_until_ok(f"{self.url}/healthz", self._verify, timeout)
         return self
+
+    @property
+    def _verify(self) -> str | bool:
+        return False if self.tls_secret else str(self.ca_file)
 
     def wait_ready(self, timeout: float = 20.0) -> None:
         """Until /readyz says 200 (history synced)."""
-        self.process.wait_until_ok(f"{self.url}/readyz", str(self.ca_file), timeout)
+        self.process.wait_until_ok(f"{self.url}/readyz", self._verify, timeout)
 
     def kill(self) -> None:
         self.process.kill()

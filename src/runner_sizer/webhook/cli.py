@@ -16,9 +16,12 @@ from runner_sizer.webhook.tls import pair_problem
 def check_environment(settings: WebhookSettings) -> None:
     """What settings parsing cannot see: the serving pair and the Kubernetes credentials."""
     cert, key = settings.tls_cert_file, settings.tls_key_file
-    if cert is None or key is None:
-        raise SettingsError(f"{setting(ENV_PREFIX, 'tls-cert-file')}: required for HTTPS")
-    problem = pair_problem(cert, key)
+    if settings.tls_secret is None and (cert is None or key is None):
+        raise SettingsError(
+            f"{setting(ENV_PREFIX, 'tls-cert-file')} or {setting(ENV_PREFIX, 'tls-secret')}: "
+            "required for HTTPS"
+        )
+    problem = pair_problem(cert, key) if cert and key else None
     if problem:
         raise SettingsError(
             f"{setting(ENV_PREFIX, 'tls-cert-file')}/{setting(ENV_PREFIX, 'tls-key-file')}: "
@@ -27,10 +30,13 @@ def check_environment(settings: WebhookSettings) -> None:
     if settings.needs_kubernetes and (
         problem := kubeconfig_problem(settings.kubeconfig, os.environ)
     ):
-        raise SettingsError(
-            f"{setting(ENV_PREFIX, 'kubeconfig')}: {problem}, or turn off affinity "
-            "(--enable-affinity=false) and namespace rules (--watch-namespace-rules=false)"
+        remedy = (
+            "(--tls-secret reads the certificate through the API)"
+            if settings.tls_secret
+            else "or turn off affinity (--enable-affinity=false) and namespace rules "
+            "(--watch-namespace-rules=false)"
         )
+        raise SettingsError(f"{setting(ENV_PREFIX, 'kubeconfig')}: {problem}, {remedy}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,6 +11,8 @@ monkey-patching.
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -62,7 +64,6 @@ class WebhookServer(BaseApplication):  # type: ignore[misc]
 
     def load_config(self) -> None:
         settings = self.settings
-        assert settings.tls_cert_file is not None and settings.tls_key_file is not None
         options: dict[str, Any] = {
             "bind": [f"{_bracket(settings.listen_host)}:{settings.listen_port}"],
             "workers": settings.workers,
@@ -73,9 +74,11 @@ class WebhookServer(BaseApplication):  # type: ignore[misc]
             "timeout": 30,
             # An admission never outlives its deadline (< 5 s): draining needs no more.
             "graceful_timeout": 5,
-            "certfile": str(settings.tls_cert_file),
-            "keyfile": str(settings.tls_key_file),
-            "ssl_context": _ssl_context,
+            # gunicorn serves TLS only with a certfile set; with --tls-secret the
+            # context ignores it (os.devnull only passes gunicorn's existence check).
+            "certfile": str(settings.tls_cert_file or os.devnull),
+            "keyfile": str(settings.tls_key_file or os.devnull),
+            "ssl_context": self._ssl_context,
             "child_exit": _child_exit,
             "post_request": yield_to_other_connections,
             "when_ready": self._when_ready,
@@ -101,6 +104,21 @@ class WebhookServer(BaseApplication):  # type: ignore[misc]
             },
         )
 
+    def _ssl_context(self, config: Any, _default_factory: Any) -> Any:
+        """Per worker, after gevent's monkey-patching."""
+        from runner_sizer.kube.client import KubeClient  # noqa: PLC0415
+        from runner_sizer.webhook.tls import ReloadingServerContext  # noqa: PLC0415
+        from runner_sizer.webhook.tls_secret import SecretServerContext  # noqa: PLC0415
+
+        secret = self.settings.tls_secret
+        if secret is None:
+            return ReloadingServerContext(Path(config.certfile), Path(config.keyfile))
+        kubeconfig = self.settings.kubeconfig
+        scratch = Path(self.settings.worker_tmp_dir or tempfile.gettempdir())
+        return SecretServerContext(
+            secret, lambda: KubeClient.from_kubeconfig(kubeconfig), scratch
+        ).start()
+
     def load(self) -> Flask:
         from runner_sizer.webhook.app import create_app  # noqa: PLC0415
 
@@ -109,12 +127,6 @@ class WebhookServer(BaseApplication):  # type: ignore[misc]
 
 def _bracket(host: str) -> str:
     return f"[{host}]" if ":" in host else host
-
-
-def _ssl_context(config: Any, _default_factory: Any) -> Any:
-    from runner_sizer.webhook.tls import ReloadingServerContext  # noqa: PLC0415
-
-    return ReloadingServerContext(Path(config.certfile), Path(config.keyfile))
 
 
 def _child_exit(_server: Any, worker: Any) -> None:

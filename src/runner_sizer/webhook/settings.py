@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -11,6 +12,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from runner_sizer.certs import settings as certs_settings
+from runner_sizer.certs.settings import Management, SecretRef
 from runner_sizer.history.keys import HistoryKey
 from runner_sizer.options import (
     LOG_LEVELS,
@@ -49,6 +52,8 @@ class WebhookSettings:
     listen_port: int = 8443
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
+    tls_secret: SecretRef | None = None
+    tls_management: Management | None = None
     metrics_host: str = "0.0.0.0"  # noqa: S104
     metrics_port: int = 9090
     log_level: str = "info"
@@ -103,7 +108,7 @@ class WebhookSettings:
 
     @property
     def needs_kubernetes(self) -> bool:
-        return self.enable_affinity or self.needs_namespace_rules
+        return self.enable_affinity or self.needs_namespace_rules or self.tls_secret is not None
 
 
 def _url(value: str) -> str:
@@ -154,6 +159,7 @@ OPTIONS: list[Option] = [
     ("listen-addr", host_port, ":8443", "HTTPS address for admission reviews"),
     ("tls-cert-file", existing_file, None, "serving certificate (re-read when it changes)"),
     ("tls-key-file", existing_file, None, "serving key"),
+    *certs_settings.OPTIONS,
     ("metrics-addr", host_port, ":9090", "plain-HTTP address for /metrics"),
     ("log-level", LOG_LEVELS, "info", "debug, info, warning or error"),
     ("workers", positive_int, "2", "gunicorn worker processes"),
@@ -292,6 +298,13 @@ def _assemble(values: dict[str, Any], environ: Mapping[str, str]) -> WebhookSett
             f"{setting(ENV_PREFIX, 'tls-cert-file')}/{setting(ENV_PREFIX, 'tls-key-file')}: "
             "set both or neither"
         )
+    if values["tls_cert_file"] is not None and values["tls_secret"] is not None:
+        raise SettingsError(f"{setting(ENV_PREFIX, 'tls-secret')}: or --tls-cert-file, not both")
+    identity = environ.get("POD_NAME") or socket.gethostname()
+    try:
+        management = certs_settings.management(values, ENV_PREFIX, identity)
+    except OptionError as error:
+        raise SettingsError(str(error)) from None
     read_token, push_token = _token(values, "sizer_read_token"), _token(values, "sizer_push_token")
     if values["sizer_url"]:
         _require_token(read_token, "sizer_read_token", "with --sizer-url")
@@ -327,6 +340,8 @@ def _assemble(values: dict[str, Any], environ: Mapping[str, str]) -> WebhookSett
         listen_port=listen_port,
         tls_cert_file=values["tls_cert_file"],
         tls_key_file=values["tls_key_file"],
+        tls_secret=values["tls_secret"],
+        tls_management=management,
         metrics_host=metrics_host,
         metrics_port=metrics_port,
         log_level=values["log_level"],
