@@ -221,7 +221,7 @@ def test_rbac_is_exactly_what_the_services_need(values: Any) -> None:
         {
             "apiGroups": [""],
             "resources": ["configmaps"],
-            "resourceNames": ["rs-runner-sizer-history"],
+            "resourceNames": ["rs-runner-sizer-history", "rs-runner-sizer-ooms"],
             "verbs": ["get", "update"],
         },
         {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]},

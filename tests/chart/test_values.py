@@ -195,6 +195,7 @@ def history_names(manifests: list[dict[str, Any]]) -> set[str]:
         m["metadata"]["name"]
         for m in find(manifests, "ConfigMap")
         if m["metadata"].get("annotations", {}).get("helm.sh/resource-policy") == "keep"
+        and not m["metadata"]["name"].endswith("-ooms")
     ]
     roles = {
         name
@@ -202,6 +203,7 @@ def history_names(manifests: list[dict[str, Any]]) -> set[str]:
         for rule in role["rules"]
         if rule["resources"] == ["configmaps"]
         for name in rule.get("resourceNames", [])
+        if not name.endswith("-ooms")
     }
     return {str(webhook), str(recorder), configmap, *roles}
 
@@ -211,9 +213,35 @@ def test_history_configmap_is_release_scoped_and_agreed_on(values: Any) -> None:
     result = helm_command("template", "runner-sizer", str(CHART), "--kube-version", KUBE_VERSION)
     manifests = [m for m in yaml.safe_load_all(result.stdout) if m]
     assert {m["metadata"]["name"] for m in find(manifests, "ConfigMap")} == {
-        "runner-sizer-history"
-    }, "the README's release name keeps the name it always had"
+        "runner-sizer-history",
+        "runner-sizer-ooms",
+    }, "the README's release name keeps the name it always had (and the recorder's default)"
     assert history_names(render(values("platform"))) == {"ci-placement-history"}
+
+
+def test_oom_configmap_is_release_scoped_kept_and_writable_by_name() -> None:
+    manifests = render(None, "recorder.ooms.window=36h", "recorder.ooms.maxRecords=9")
+    (kept,) = [m for m in find(manifests, "ConfigMap") if m["metadata"]["name"].endswith("-ooms")]
+    assert kept["metadata"]["name"] == "rs-runner-sizer-ooms"
+    assert kept["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert "data" not in kept, "the recorder owns the data"
+    recorder_pod = one(manifests, "Deployment", "rs-recorder")["spec"]["template"]["spec"]
+    env = env_of(recorder_pod)
+    assert (env["RECORDER_OOM_CONFIGMAP"], env["RECORDER_OOM_WINDOW"]) == (
+        "rs-runner-sizer-ooms",
+        "36h",
+    )
+    assert env["RECORDER_OOM_MAX_RECORDS"] == "9"
+    rules = one(manifests, "Role", "rs-recorder")["rules"]
+    assert "rs-runner-sizer-ooms" in rules[0]["resourceNames"]
+
+
+@pytest.mark.parametrize("value", ["recorder.ooms.window=2 weeks", "recorder.ooms.maxRecords=0"])
+def test_bad_oom_bounds_fail_the_render(value: str) -> None:
+    result = helm_command(
+        "template", "rs", str(CHART), "--kube-version", KUBE_VERSION, "--set", value
+    )
+    assert result.returncode != 0 and "ooms" in result.stderr
 
 
 @pytest.mark.parametrize(

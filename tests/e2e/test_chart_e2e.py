@@ -153,6 +153,7 @@ def test_services_work_with_the_charts_service_accounts(
         extra_args=[
             f"--lease-name={RELEASE}-recorder",
             f"--configmap-name={HISTORY}",
+            f"--oom-configmap={RELEASE}-runner-sizer-ooms",
             "--flush-interval=0.3",
         ],
     ).start()
@@ -209,6 +210,7 @@ REFUSED: dict[str, list[tuple[str, str, dict[str, Any] | None]]] = {
     ],
     "recorder": [
         ("DELETE", f"/api/v1/namespaces/{NAMESPACE}/configmaps/{HISTORY}", None),
+        ("DELETE", f"/api/v1/namespaces/{NAMESPACE}/configmaps/{RELEASE}-runner-sizer-ooms", None),
         ("GET", f"/api/v1/namespaces/{NAMESPACE}/configmaps/other", None),
         (
             "PUT",

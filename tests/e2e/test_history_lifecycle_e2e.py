@@ -53,7 +53,12 @@ def chart_recorder(cluster: ClusterUnderTest, watched: str, workdir: Path) -> Re
     return RecorderProcess(
         kubeconfig,
         NAMESPACE,
-        extra_args=[f"--namespaces={watched}", f"--lease-name={account}", "--flush-interval=0.3"],
+        extra_args=[
+            f"--namespaces={watched}",
+            f"--lease-name={account}",
+            f"--oom-configmap={RELEASE}-runner-sizer-ooms",  # the chart's; RBAC allows no other
+            "--flush-interval=0.3",
+        ],
     ).start()
 
 

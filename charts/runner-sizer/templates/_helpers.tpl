@@ -54,6 +54,11 @@ from a release without these values renders the defaults.
 {{- .Values.global.history.configMapName | default $name -}}
 {{- end -}}
 
+{{/* The OOM kill records: one per release, beside the history (the recorder writes them, the recommender reads them). */}}
+{{- define "runner-sizer.oomConfigMapName" -}}
+{{- ternary (printf "%s-ooms" .Release.Name) (printf "%s-runner-sizer-ooms" .Release.Name) (contains "runner-sizer" .Release.Name) -}}
+{{- end -}}
+
 {{/* The webhook's name inside its configuration: the apiserver's admission metrics carry it as `name`. */}}
 {{- define "runner-sizer.admissionWebhookName" -}}
 {{- printf "%s.%s.pods.runner-sizer.io" .Release.Name .Release.Namespace -}}
