@@ -1,0 +1,138 @@
+"""OOM kills against a real API server: caught before the runner deletes the pod, kept, counted."""
+
+from __future__ import annotations
+
+import datetime
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from runner_sizer.devcluster.recorder_process import RecorderProcess
+from runner_sizer.devcluster.runnerpods import RunnerJob, runner_pod
+from runner_sizer.history.oom_store import read_oom_records
+from runner_sizer.history.ooms import OomRecord
+from tests.e2e.conftest import ClusterUnderTest
+from tests.support.kube import create_pod, pods_path, wait_for
+from tests.support.ooms import OOM_KILLED, SUSPECTED, build_ended
+
+GIB = 2**30
+OOMS = "runner-sizer-ooms"
+FAST = ["--flush-interval=0.3"]
+
+
+@pytest.fixture
+def recorders(cluster: ClusterUnderTest, namespace: str) -> Iterator[list[RecorderProcess]]:
+    started: list[RecorderProcess] = []
+    yield started
+    for process in started:
+        process.stop()
+
+
+def start(
+    cluster: ClusterUnderTest, namespace: str, started: list[RecorderProcess], *args: str
+) -> RecorderProcess:
+    process = RecorderProcess(
+        cluster.kubeconfig,
+        namespace,
+        extra_args=[f"--namespaces={namespace}", *FAST, *args],
+        identity=f"recorder-{len(started)}",
+    ).start()
+    started.append(process)
+    return process
+
+
+def stored(cluster: ClusterUnderTest, namespace: str) -> dict[str, OomRecord]:
+    return {r.pod_uid: r for r in read_oom_records(cluster.kube, namespace, OOMS)}
+
+
+def kills(recorder: RecorderProcess, certainty: str) -> float:
+    return recorder.metric(f'runner_sizer_oom_kills_total{{certainty="{certainty}"}}')
+
+
+def ended_job(
+    cluster: ClusterUnderTest, namespace: str, ending: dict[str, Any], delete: bool = True
+) -> dict[str, Any]:
+    """A runner pod whose build container ends so; deleted at once, as the runner would."""
+    job = RunnerJob(runner_short=uuid.uuid4().hex[:8], job_name=f"test-{uuid.uuid4().hex[:4]}")
+    manifest = runner_pod(job)
+    manifest["spec"]["nodeName"] = cluster.node_names[0]
+    pod = create_pod(cluster.kube, namespace, manifest)
+    path = pods_path(namespace, pod["metadata"]["name"])
+    finished = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+    cluster.kube.patch(
+        f"{path}/status",
+        {"status": build_ended(ending, finished.isoformat().replace("+00:00", "Z"))},
+    )
+    ended = time.monotonic()
+    if delete:
+        cluster.kube.delete(path, params={"gracePeriodSeconds": 0})
+        assert time.monotonic() - ended < 3, "deleted within the runner's ~3 s"
+    return pod | {"finished": finished.timestamp(), "job": job}
+
+
+def test_an_oom_kill_is_kept_counted_once_and_survives_a_restart(
+    cluster: ClusterUnderTest, namespace: str, recorders: list[RecorderProcess]
+) -> None:
+    first = start(cluster, namespace, recorders)
+    gone = ended_job(cluster, namespace, OOM_KILLED)
+    lingering = ended_job(cluster, namespace, OOM_KILLED, delete=False)
+    uids = {p["metadata"]["uid"] for p in (gone, lingering)}
+    wait_for(lambda: uids <= set(stored(cluster, namespace)), timeout=10, what="both kills stored")
+    record = stored(cluster, namespace)[gone["metadata"]["uid"]]
+    job: RunnerJob = gone["job"]
+    assert record == OomRecord(
+        project_id=str(job.project_id),
+        org="acme",
+        repo="ml-pipeline",
+        ref="main",
+        job=job.job_name,
+        pod_uid=gone["metadata"]["uid"],
+        at=gone["finished"],
+        memory_limit=4 * GIB,
+        memory_request=2 * GIB,
+        certain=True,
+    )
+    assert kills(first, "oom_killed") == 2 and kills(first, "suspected") == 0
+
+    first.stop()
+    second = start(cluster, namespace, recorders)
+    # The lingering pod is listed again: known, so neither stored nor counted twice.
+    assert second.metric("runner_sizer_recorder_oom_records") == 2
+    later = ended_job(cluster, namespace, OOM_KILLED)
+    wait_for(
+        lambda: later["metadata"]["uid"] in stored(cluster, namespace),
+        timeout=10,
+        what="a kill after the restart",
+    )
+    assert set(stored(cluster, namespace)) == uids | {later["metadata"]["uid"]}
+    assert kills(second, "oom_killed") == 1
+
+
+def test_exit_137_without_oom_killed_is_kept_as_suspected(
+    cluster: ClusterUnderTest, namespace: str, recorders: list[RecorderProcess]
+) -> None:
+    recorder = start(cluster, namespace, recorders)
+    pod = ended_job(cluster, namespace, SUSPECTED)
+    uid = pod["metadata"]["uid"]
+    wait_for(lambda: uid in stored(cluster, namespace), timeout=10, what="the suspected kill")
+    assert not stored(cluster, namespace)[uid].certain
+    assert kills(recorder, "suspected") == 1 and kills(recorder, "oom_killed") == 0
+
+
+def test_the_oldest_kills_are_evicted_past_the_cap_and_counted(
+    cluster: ClusterUnderTest, namespace: str, recorders: list[RecorderProcess]
+) -> None:
+    recorder = start(cluster, namespace, recorders, "--oom-max-records=2")
+    uids = []
+    for _ in range(3):
+        uids.append(ended_job(cluster, namespace, OOM_KILLED)["metadata"]["uid"])
+        time.sleep(1.1)  # finishedAt has whole seconds: each kill its own
+    wait_for(
+        lambda: set(stored(cluster, namespace)) == set(uids[1:]),
+        timeout=10,
+        what="the two newest kills stored",
+    )
+    assert recorder.metric("runner_sizer_recorder_oom_evictions_total") >= 1
