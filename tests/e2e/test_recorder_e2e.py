@@ -18,7 +18,7 @@ from runner_sizer.devcluster.webhook_process import webhook_for
 from runner_sizer.devcluster.webhooks import RUNNER_17_9_SELECTOR, has_status_annotation
 from runner_sizer.history.keys import HistoryKey, history_key
 from runner_sizer.history.ledger import from_data
-from runner_sizer.kube.client import KubeError
+from runner_sizer.history.recordset_store import RecordSet
 from tests.e2e.conftest import ClusterUnderTest
 from tests.e2e.test_control_plane import preferred_node
 from tests.support.kube import bound_node, create_pod, pods_path, wait_for
@@ -54,13 +54,9 @@ def history_path(namespace: str) -> str:
 
 
 def stored_history(cluster: ClusterUnderTest, namespace: str) -> dict[str, list[str]]:
-    try:
-        data = cluster.kube.get(history_path(namespace)).get("data")
-    except KubeError as error:
-        if error.status == 404:
-            return {}
-        raise
-    return {key: [p.node for p in placements] for key, placements in from_data(data or {}).items()}
+    """The history as a reader of the head and the shards it names sees it."""
+    records = RecordSet(cluster.kube, namespace, "runner-sizer-history").read()
+    return {key: [p.node for p in placements] for key, placements in from_data(records).items()}
 
 
 def job_key(job: RunnerJob) -> str:

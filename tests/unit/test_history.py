@@ -204,13 +204,13 @@ def test_history_view_follows_configmap_updates() -> None:
         "a": [Placement("n1", at(1))],
         "b/c": [Placement("n2", at(2)), Placement("n3", at(1))],
     }
-    view._changed("ADDED", {"data": to_data(history)})
+    view._head.on_event("ADDED", {"data": to_data(history)})
     assert (view.nodes("a"), view.nodes("b/c"), view.nodes("x")) == (("n1",), ("n2", "n3"), ())
     history["a"] = [Placement("n4", at(3)), Placement("n1", at(1))]
     del history["b/c"]
-    view._changed("MODIFIED", {"data": to_data(history)})
+    view._head.on_event("MODIFIED", {"data": to_data(history)})
     assert (view.nodes("a"), view.nodes("b/c")) == (("n4", "n1"), ())
-    view._changed("DELETED", {})
+    view._head.on_event("DELETED", {})
     assert view.nodes("a") == ()
 
 
@@ -218,5 +218,5 @@ def test_history_view_finds_hashed_keys() -> None:
     view = HistoryView(lambda: None, "ns", "cm", build_metrics(CollectorRegistry()))  # type: ignore[arg-type, return-value]
     key = history_key(HistoryKey.PROJECT_JOB, project_job("long " * 60))
     assert key is not None
-    view._changed("ADDED", {"data": to_data({key: [Placement("n1", at(1))]})})
+    view._head.on_event("ADDED", {"data": to_data({key: [Placement("n1", at(1))]})})
     assert view.nodes(key) == ("n1",)

@@ -6,6 +6,7 @@ import pytest
 
 from runner_sizer.history.recordset import (
     MAX_SHARDS,
+    RECORDS_KEY,
     Layout,
     Stored,
     decode,
@@ -21,6 +22,7 @@ from runner_sizer.history.recordset import (
     records_bytes,
     shard_of,
 )
+from runner_sizer.history.recordset_view import RecordSetCopy
 
 BASE = "h"
 
@@ -131,3 +133,28 @@ def _named(stored: Stored, shards: dict[str, dict[str, str]]) -> dict[str, dict[
     """The shards a reader of `stored`'s head reads."""
     names = stored.layout.names(BASE) if stored.layout else []
     return {name: shards.get(name, {}) for name in names}
+
+
+def test_a_reader_follows_head_and_shards_and_moves_only_when_complete() -> None:
+    copy = RecordSetCopy(BASE)
+    assert copy.head({"k1": "node-a@1"}) == {"k1"}, "a single ConfigMap: its items are records"
+    assert copy.entry("k1") == "node-a@1"
+    desired = {"k1": "node-b@2", "k2": "node-c@3"}
+    moved = apply(Stored(None, {"k1": "node-a@1"}), desired, 2, 10_000)
+    assert moved.layout is not None
+    assert copy.head(head_data(moved.layout, {})) == set()
+    assert copy.wanted() == moved.layout.names(BASE)
+    assert not copy.complete()
+    assert copy.entry("k1") == "node-a@1", "the old copy serves until every shard is seen"
+    first, second = moved.layout.names(BASE)
+    assert copy.shard(first, {RECORDS_KEY: encode(moved.shards[first])}) == set()
+    assert copy.shard(second, {RECORDS_KEY: encode(moved.shards[second])}) is None
+    assert copy.complete()
+    assert copy.records() == desired
+    assert copy.head(head_data(moved.layout, {"k2": "", "k3": "node-d@4"})) == {"k2", "k3"}
+    assert (copy.entry("k2"), copy.entry("k3")) == (None, "node-d@4")
+    shard = f"{BASE}-a{shard_of('k1', 2)}"
+    assert copy.shard(shard, {RECORDS_KEY: encode({"k1": "node-e@5"})}) == {"k1"}
+    assert copy.shard("h-b0", {RECORDS_KEY: "x y\n"}) == set(), "a bank no head names"
+    assert copy.head(None) is None, "a deleted head: no records"
+    assert copy.records() == {}

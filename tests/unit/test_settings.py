@@ -140,8 +140,13 @@ def test_help_shows_each_default_once_and_booleans_as_such(
     [
         (["--history-key=nope"], "--history-key (RECORDER_HISTORY_KEY): 'nope' is not one of "),
         (["--log-level=loud"], "--log-level (RECORDER_LOG_LEVEL): 'loud' is not one of debug"),
-        (["--max-bytes=2000000"], "--max-bytes (RECORDER_MAX_BYTES): the history could reach"),
-        (["--max-keys=1000", "--max-nodes-per-key=5", "--max-bytes=1100000"], "--max-bytes"),
+        (
+            ["--history-shards=2", "--max-bytes=2000000"],
+            "--max-bytes (RECORDER_MAX_BYTES): the history could reach",
+        ),
+        (["--max-keys=50000", "--max-bytes=20000000"], "--max-bytes (RECORDER_MAX_BYTES)"),
+        (["--history-shards=33"], "--history-shards (RECORDER_HISTORY_SHARDS): at most 32"),
+        (["--compact-after-bytes=1000000"], "--compact-after-bytes (RECORDER_COMPACT_AFTER"),
     ],
 )
 def test_recorder_bad_values(argv: list[str], named: str) -> None:
@@ -156,6 +161,9 @@ def test_recorder_history_bound() -> None:
     assert recorder.history_bound(5000, 3, DEFAULT_MAX_BYTES) == 921600
     # A small key count keeps a large --max-bytes harmless.
     assert recorder.load_settings(["--max-bytes=2000000", "--max-keys=900"], {}).max_keys == 900
+    # 50,000 keys (~8 MB) fit the default 16 shards.
+    large = ["--max-keys=50000", "--max-bytes=9000000"]
+    assert recorder.load_settings(large, {}).history_shards == 16
 
 
 def test_kubeconfig_problems(tmp_path: Path) -> None:

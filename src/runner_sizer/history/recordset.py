@@ -25,6 +25,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 MAX_SHARDS = 32
+DEFAULT_SHARDS = 16
+# The delta's bound, chosen by bench/history.py: a larger delta is sent at every
+# flush, a smaller one compacts (rewrites every shard random keys touch) sooner.
+DEFAULT_COMPACT_AFTER = 512 * 1024
+# What one shard may hold on average: the 1 MiB object limit less room for
+# metadata and for keys hashing unevenly.
+SHARD_BYTES = 768 * 1024
 BANKS = ("a", "b")
 LAYOUT_KEY = "layout"
 DELTA_KEY = "delta"

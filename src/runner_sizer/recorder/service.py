@@ -18,6 +18,7 @@ from functools import partial
 from typing import Any
 
 from runner_sizer.history.ledger import History, drop_nodes, evict, evict_surplus, merge, record
+from runner_sizer.history.recordset_store import RecordSet
 from runner_sizer.kube.client import JSON, KubeClient
 from runner_sizer.kube.informer import ListWatch
 from runner_sizer.recorder.bindings import binding_of
@@ -40,7 +41,15 @@ class Recorder:
         self.settings = settings
         self.metrics = metrics
         self._kube = kube
-        self._store = ConfigMapStore(kube, settings.configmap_namespace, settings.configmap_name)
+        self._store = ConfigMapStore(
+            RecordSet(
+                kube,
+                settings.configmap_namespace,
+                settings.configmap_name,
+                settings.history_shards,
+                settings.compact_after_bytes,
+            )
+        )
         self.ooms = OomKeeper(settings, kube, metrics)
         self._lock = threading.Lock()
         self._history: History = {}

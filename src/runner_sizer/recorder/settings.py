@@ -9,6 +9,12 @@ from dataclasses import dataclass
 
 from runner_sizer.history.keys import HistoryKey
 from runner_sizer.history.ledger import DEFAULT_MAX_BYTES
+from runner_sizer.history.recordset import (
+    DEFAULT_COMPACT_AFTER,
+    DEFAULT_SHARDS,
+    MAX_SHARDS,
+    SHARD_BYTES,
+)
 from runner_sizer.options import (
     LOG_LEVELS,
     Choice,
@@ -26,6 +32,8 @@ from runner_sizer.recommender.promql import duration
 ENV_PREFIX = "RECORDER_"
 # The apiserver refuses a ConfigMap whose data (keys plus values) is over 1 MiB.
 CONFIGMAP_DATA_LIMIT = 1024 * 1024
+# The history's head holds at most --compact-after-bytes of records and its layout.
+MAX_COMPACT_AFTER = 900 * 1024
 # Worst case of one history entry, in bytes: a data key is at most 253 characters
 # (longer keys are hashed), and each placement is `node@unix-ms` plus a comma, with
 # a node name (a DNS subdomain) of at most 253 ASCII characters and 13 digits of
@@ -54,6 +62,8 @@ class RecorderSettings:
     max_nodes_per_key: int = 3
     max_keys: int = 5000
     max_bytes: int = DEFAULT_MAX_BYTES
+    history_shards: int = DEFAULT_SHARDS
+    compact_after_bytes: int = DEFAULT_COMPACT_AFTER
     oom_configmap: str = "runner-sizer-ooms"
     oom_window: float = 14 * 86400.0
     oom_max_records: int = 5000
@@ -96,8 +106,20 @@ OPTIONS: list[Option] = [
         "max-bytes",
         positive_int,
         str(DEFAULT_MAX_BYTES),
-        "ConfigMap data size bound (API limit 1 MiB; the bound is the smaller of this "
-        "and --max-keys entries of the largest size)",
+        "history size bound (at most --history-shards x 768 KiB; the bound is the smaller "
+        "of this and --max-keys entries of the largest size)",
+    ),
+    (
+        "history-shards",
+        positive_int,
+        str(DEFAULT_SHARDS),
+        f"ConfigMaps the history is sharded into (1-{MAX_SHARDS}); a change moves it",
+    ),
+    (
+        "compact-after-bytes",
+        positive_int,
+        str(DEFAULT_COMPACT_AFTER),
+        "changes kept in the history's head ConfigMap before the shards are rewritten",
     ),
     ("oom-configmap", str, "runner-sizer-ooms", "OOM kill records ConfigMap, beside the history"),
     ("oom-window", duration, "14d", "how long OOM kills are kept (300, 5m, 14d)"),
@@ -138,10 +160,19 @@ def load_settings(argv: Sequence[str], environ: Mapping[str, str] = os.environ) 
     if values["retry_period"] >= values["renew_deadline"]:
         raise OptionError(f"{setting(ENV_PREFIX, 'retry-period')}: must be below --renew-deadline")
     bound = history_bound(values["max_keys"], values["max_nodes_per_key"], values["max_bytes"])
-    if bound > CONFIGMAP_DATA_LIMIT:
+    if values["history_shards"] > MAX_SHARDS:
+        raise OptionError(f"{setting(ENV_PREFIX, 'history-shards')}: at most {MAX_SHARDS}")
+    capacity = values["history_shards"] * SHARD_BYTES
+    if bound > capacity:
         raise OptionError(
             f"{setting(ENV_PREFIX, 'max-bytes')}: the history could reach {bound} bytes, over "
-            f"the {CONFIGMAP_DATA_LIMIT}-byte ConfigMap limit; lower --max-bytes or --max-keys"
+            f"{capacity} ({values['history_shards']} shards of {SHARD_BYTES}); lower "
+            "--max-bytes or --max-keys, or raise --history-shards"
+        )
+    if values["compact_after_bytes"] > MAX_COMPACT_AFTER:
+        raise OptionError(
+            f"{setting(ENV_PREFIX, 'compact-after-bytes')}: at most {MAX_COMPACT_AFTER} "
+            f"(the head is one ConfigMap of {CONFIGMAP_DATA_LIMIT} bytes)"
         )
     if values["oom_configmap"] == values["configmap_name"]:
         raise OptionError(

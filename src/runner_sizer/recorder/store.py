@@ -1,4 +1,4 @@
-"""The history ConfigMap: load, and merge-write with optimistic concurrency."""
+"""The history's record set (a head ConfigMap and shards): load, and merge-write."""
 
 from __future__ import annotations
 
@@ -14,8 +14,7 @@ from runner_sizer.history.ledger import (
     merge,
     to_data,
 )
-from runner_sizer.kube.client import KubeClient
-from runner_sizer.kube.configmap import ConfigMapData
+from runner_sizer.history.recordset_store import RecordSet
 
 
 @dataclass
@@ -28,12 +27,19 @@ class FlushResult:
 
 
 class ConfigMapStore:
-    def __init__(self, kube: KubeClient, namespace: str, name: str) -> None:
-        self._configmap = ConfigMapData(kube, namespace, name)
+    def __init__(self, records: RecordSet) -> None:
+        self._records = records
+        # The stored records last written and their history: a flush parses
+        # what is stored only after another writer changed it.
+        self._known: tuple[Mapping[str, str], History] = ({}, {})
 
     def load(self) -> History:
-        """The stored history (empty when there is no ConfigMap)."""
-        return from_data(self._configmap.read())
+        """The stored history (empty when nothing is stored)."""
+        return from_data(self._records.read())
+
+    def _theirs(self, stored: Mapping[str, str]) -> History:
+        data, history = self._known
+        return history if stored is data else from_data(stored)
 
     def flush(
         self,
@@ -51,13 +57,14 @@ class ConfigMapStore:
         """
 
         def change(stored: Mapping[str, str]) -> tuple[dict[str, str], tuple[History, list[str]]]:
-            merged = merge(ours, from_data(stored), max_nodes)
+            merged = merge(ours, self._theirs(stored), max_nodes)
             drop_nodes(merged, forgotten_nodes)
             evicted = evict(merged, max_keys, max_bytes)
             return to_data(merged), (merged, evicted)
 
-        update = self._configmap.update(change)
+        update = self._records.update(change)
         merged, evicted = update.result
+        self._known = (update.data, merged)
         return FlushResult(
             merged, update.writes, update.conflicts, evicted, data_bytes(update.data)
         )
