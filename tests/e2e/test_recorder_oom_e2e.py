@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import requests
 
 from runner_sizer.devcluster.recorder_process import RecorderProcess
 from runner_sizer.devcluster.runnerpods import RunnerJob, runner_pod
@@ -17,6 +18,7 @@ from runner_sizer.history.ooms import OomRecord
 from tests.e2e.conftest import ClusterUnderTest
 from tests.support.kube import create_pod, pods_path, wait_for
 from tests.support.ooms import OOM_KILLED, SUSPECTED, build_ended
+from tests.support.promtool import assert_promtool_accepts
 
 GIB = 2**30
 OOMS = "runner-sizer-ooms"
@@ -120,6 +122,7 @@ def test_exit_137_without_oom_killed_is_kept_as_suspected(
     wait_for(lambda: uid in stored(cluster, namespace), timeout=10, what="the suspected kill")
     assert not stored(cluster, namespace)[uid].certain
     assert kills(recorder, "suspected") == 1 and kills(recorder, "oom_killed") == 0
+    assert_promtool_accepts(requests.get(f"{recorder.url}/metrics", timeout=5).text)
 
 
 def test_the_oldest_kills_are_evicted_past_the_cap_and_counted(
