@@ -1,27 +1,26 @@
-"""How a runner pod looks once its build container has ended."""
+"""OOM records for tests: a certain kill of acme/app (project 7) main `build`."""
 
 from __future__ import annotations
 
 from typing import Any
 
-OOM_KILLED = {"reason": "OOMKilled", "exitCode": 137}
-SUSPECTED = {"reason": "Error", "exitCode": 137}
-FAILED = {"reason": "Error", "exitCode": 1}
+from runner_sizer.history.ooms import OomRecord
+
+GIB = 2**30
 
 
-def build_ended(ending: dict[str, Any], finished_at: str) -> dict[str, Any]:
-    """The pod `status` (for the status subresource) of a build container that ended so."""
-    terminated = {**ending, "startedAt": "2026-11-26T10:00:00Z", "finishedAt": finished_at}
-    return {
-        "phase": "Failed",
-        "containerStatuses": [
-            {
-                "name": "build",
-                "image": "alpine:3.20",
-                "imageID": "",
-                "ready": False,
-                "restartCount": 0,
-                "state": {"terminated": terminated},
-            }
-        ],
+def oom_record(**changes: Any) -> OomRecord:
+    """At 4.5 s, limit 1.5 Gi, request 1 Gi; `changes` override any field."""
+    fields: dict[str, Any] = {
+        "project_id": "7",
+        "org": "acme",
+        "repo": "app",
+        "ref": "main",
+        "job": "build",
+        "pod_uid": "uid-1",
+        "at": 4.5,
+        "memory_limit": 1.5 * GIB,
+        "memory_request": float(GIB),
+        "certain": True,
     }
+    return OomRecord(**(fields | changes))

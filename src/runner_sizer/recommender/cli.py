@@ -1,4 +1,5 @@
-"""`runner-sizer-recommender`: validate settings, then serve; or `backtest` / `generate-trace`."""
+"""`runner-sizer-recommender`: validate settings, then serve; or `backtest`, `generate-trace`,
+`export-trace`."""
 
 from __future__ import annotations
 
@@ -6,10 +7,12 @@ import argparse
 import json
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TextIO
 
-from runner_sizer.kube.kubeconfig import kubeconfig_problem
+from runner_sizer.kube.kubeconfig import KubeConfigError, kubeconfig_problem
 from runner_sizer.observability.logs import configure_logging
 from runner_sizer.options import OptionError, setting
 from runner_sizer.recommender.backtest import (
@@ -20,10 +23,17 @@ from runner_sizer.recommender.backtest import (
     quantity_bytes,
     read_trace,
 )
+from runner_sizer.recommender.export import Exported, export_trace
+from runner_sizer.recommender.ledger import Ledger
+from runner_sizer.recommender.ooms import OomSourceError
+from runner_sizer.recommender.prometheus import PrometheusClient, PrometheusError
+from runner_sizer.recommender.promql import duration
+from runner_sizer.recommender.refresher import read_usage
 from runner_sizer.recommender.server import RecommenderServer
-from runner_sizer.recommender.settings import ENV_PREFIX, load_settings
+from runner_sizer.recommender.settings import ENV_PREFIX, RecommenderSettings, load_settings
 from runner_sizer.recommender.trace import generate, write_trace
 from runner_sizer.webhook.quantity import QuantityError
+from runner_sizer.webhook.watched import TokenSource
 
 PROG = "runner-sizer-recommender"
 
@@ -94,7 +104,86 @@ def _generate_trace(argv: Sequence[str]) -> int:
     return 0
 
 
-SUBCOMMANDS = {"backtest": _backtest, "generate-trace": _generate_trace}
+def _checked_settings(argv: Sequence[str]) -> RecommenderSettings:
+    """The server's settings, with the start-up checks that need no network."""
+    settings = load_settings(argv)
+    token_file = settings.read_token_file
+    if token_file is not None and not token_file.read_text().strip():
+        raise OptionError(f"{setting(ENV_PREFIX, 'read-token-file')}: {token_file} is empty")
+    problem = settings.oom_configmap and kubeconfig_problem(settings.kubeconfig, os.environ)
+    if problem:
+        raise OptionError(f"{setting(ENV_PREFIX, 'kubeconfig')}: {problem}")
+    return settings
+
+
+def _export_trace(argv: Sequence[str]) -> int:
+    parser = _Parser(
+        prog=f"{PROG} export-trace",
+        description="Write the runs a Prometheus holds, and the recorder's OOM kills, as a "
+        "backtest trace (CSV).",
+        epilog="Every server flag applies too (--prometheus-url, --label-matchers, "
+        "--identity-source, --container, --step, --oom-configmap, --kubeconfig, ...), "
+        "and so do the RECOMMENDER_* variables.",
+    )
+    parser.add_argument("--since", default="14d", help="how far back (default: 14d)")
+    parser.add_argument("--output", default="-", help="file to write (default: stdout)")
+    args, rest = parser.parse_known_args(argv)
+    try:
+        since = duration(args.since)
+    except ValueError as error:
+        raise _UsageError(f"--since: {error}") from None
+    try:
+        settings = _checked_settings(rest)
+    except OptionError as error:
+        raise _UsageError(str(error)) from None
+    try:
+        exported = _export(settings, since)
+    except (PrometheusError, OomSourceError, KubeConfigError) as error:
+        print(f"{PROG} export-trace: {error}", file=sys.stderr)
+        return 1
+    if args.output == "-":
+        write_trace(exported.trace, sys.stdout)
+    else:
+        with Path(args.output).open("w", encoding="utf-8") as stream:
+            write_trace(exported.trace, stream)
+    _summary(exported, sys.stderr)
+    return 0
+
+
+def _export(settings: RecommenderSettings, since: float) -> Exported:
+    from runner_sizer.recommender.oom_source import oom_reader  # noqa: PLC0415 - kubernetes
+
+    token = settings.prometheus_token_file
+    client = PrometheusClient(
+        settings.prometheus_url,
+        timeout=settings.query_timeout,
+        token=TokenSource(path=token) if token is not None else None,
+        ca_file=settings.prometheus_ca_file,
+    )
+    now = time.time()
+    ledger = Ledger()
+    read_usage(client, settings, ledger, now - since, now)
+    ledger.settle(now, since)
+    reader = oom_reader(settings)
+    records = reader() if reader is not None else []
+    return export_trace(ledger.runs.values(), records, settings.strategy)
+
+
+def _summary(exported: Exported, stream: TextIO) -> None:
+    killed = sum(row.oom_killed for row in exported.trace)
+    print(
+        f"{len(exported.trace)} runs, {killed} OOM-killed ({exported.lone_kills} with no "
+        f"usage seen); left out: {exported.incomplete_runs} runs with one CPU sample or no "
+        f"peak, {exported.unusable_kills} kills with no run and no memory bound",
+        file=stream,
+    )
+
+
+SUBCOMMANDS = {
+    "backtest": _backtest,
+    "generate-trace": _generate_trace,
+    "export-trace": _export_trace,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,13 +195,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{PROG} {arguments[0]}: {error}", file=sys.stderr)
             return 2
     try:
-        settings = load_settings(arguments)
-        token_file = settings.read_token_file
-        if token_file is not None and not token_file.read_text().strip():
-            raise OptionError(f"{setting(ENV_PREFIX, 'read-token-file')}: {token_file} is empty")
-        problem = settings.oom_configmap and kubeconfig_problem(settings.kubeconfig, os.environ)
-        if problem:
-            raise OptionError(f"{setting(ENV_PREFIX, 'kubeconfig')}: {problem}")
+        settings = _checked_settings(arguments)
     except OptionError as error:
         print(f"{PROG}: invalid configuration: {error}", file=sys.stderr)
         return 2

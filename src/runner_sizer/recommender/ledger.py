@@ -55,7 +55,12 @@ def to_run(facts: Mapping[Fact, float]) -> Run | None:
     if all(k in facts for k in keys) and end > facts[Fact.FIRST_TIME]:
         used = facts[Fact.LAST_CPU] - facts[Fact.FIRST_CPU]
         cores = max(used, 0.0) / (end - facts[Fact.FIRST_TIME])
-    return Run(end=end, mean_cores=cores, peak_memory=facts.get(Fact.PEAK_MEMORY))
+    return Run(
+        end=end,
+        mean_cores=cores,
+        peak_memory=facts.get(Fact.PEAK_MEMORY),
+        start=facts.get(Fact.FIRST_TIME),
+    )
 
 
 @dataclass

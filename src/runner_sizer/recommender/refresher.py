@@ -51,6 +51,27 @@ HOW_TO_ENABLE = {
 }
 
 
+def read_usage(
+    client: PrometheusClient,
+    settings: RecommenderSettings,
+    ledger: Ledger,
+    start: float,
+    end: float,
+) -> None:
+    """Usage facts and identities of (start, end], two queries per chunk, into the ledger."""
+    for begin, stop in chunks(start, end, chunk_seconds(settings.step)):
+        span = stop - begin
+        usage = client.query(
+            usage_query(settings.container, settings.label_matchers, span, settings.step), stop
+        )
+        identities = client.query(
+            identity_query(settings.identity_source, settings.label_matchers, span), stop
+        )
+        ledger.absorb(
+            parse_usage(usage), parse_identities(identities, settings.identity_source), stop
+        )
+
+
 class Refresher:
     def __init__(
         self,
@@ -90,20 +111,7 @@ class Refresher:
         start = max(ledger.covered_until or 0.0, now - settings.window)
         sent = self._client.queries
         try:
-            for begin, end in chunks(start, now, chunk_seconds(settings.step)):
-                span = end - begin
-                usage = self._client.query(
-                    usage_query(settings.container, settings.label_matchers, span, settings.step),
-                    end,
-                )
-                identities = self._client.query(
-                    identity_query(settings.identity_source, settings.label_matchers, span), end
-                )
-                ledger.absorb(
-                    parse_usage(usage),
-                    parse_identities(identities, settings.identity_source),
-                    end,
-                )
+            read_usage(self._client, settings, ledger, start, now)
         finally:
             self._metrics.queries.inc(self._client.queries - sent)
             self._metrics.queries_last_refresh.set(self._client.queries - sent)

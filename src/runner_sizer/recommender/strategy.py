@@ -32,6 +32,7 @@ class Run:
     end: float  # unix seconds of its last sample
     mean_cores: float | None  # CPU-seconds ÷ seconds between its first and last sample seen
     peak_memory: float | None  # bytes: the highest working set seen
+    start: float | None = None  # unix seconds of its first CPU sample, when seen
 
 
 @dataclass(frozen=True, slots=True)
