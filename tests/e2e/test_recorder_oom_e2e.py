@@ -16,8 +16,8 @@ from runner_sizer.devcluster.runnerpods import RunnerJob, runner_pod
 from runner_sizer.history.oom_store import read_oom_records
 from runner_sizer.history.ooms import OomRecord
 from tests.e2e.conftest import ClusterUnderTest
+from tests.support.ended_pods import OOM_KILLED, SUSPECTED, build_ended
 from tests.support.kube import create_pod, pods_path, wait_for
-from tests.support.ooms import OOM_KILLED, SUSPECTED, build_ended
 from tests.support.promtool import assert_promtool_accepts
 
 GIB = 2**30

@@ -20,7 +20,7 @@ from runner_sizer.history.ooms import (
 from runner_sizer.options import OptionError
 from runner_sizer.recorder import settings as recorder
 from runner_sizer.recorder.ooms import oom_of
-from tests.support.ooms import FAILED, OOM_KILLED, SUSPECTED, build_ended
+from tests.support.ended_pods import FAILED, OOM_KILLED, SUSPECTED, build_ended
 
 GIB = 2**30
 FINISHED = "2026-11-26T10:05:00Z"
