@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from runner_sizer.devcluster.runnerpods import RunnerJob, runner_pod
+from runner_sizer.history import recordset
 from runner_sizer.history.ooms import (
     DEFAULT_MAX_BYTES,
     OomRecord,
@@ -115,11 +116,12 @@ def test_records_round_trip() -> None:
     records = [
         record("a", 100.0),
         replace(record("b", 50.5, certain=False), memory_limit=None, memory_request=1.5),
-        replace(record("c", 70.0), job="tést / ünïcode\nline", ref="feature/x"),
+        replace(record("c", 70.0), job="tést / ünïcode\nline\u2028sep", ref="feature/x y"),
     ]
     data = to_data(records)
-    assert all("\n" not in value for value in data.values())
     assert from_data(data) == sorted(records, key=lambda r: r.at)
+    # As the record set stores them: one record a line.
+    assert from_data(recordset.decode(recordset.encode(data))) == from_data(data)
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,9 @@
-"""The OOM records' ConfigMap: read by anyone, merge-written by the recorder."""
+"""The OOM records' record set: read by anyone, merge-written by the recorder.
+
+They are stored the way the history is (history/recordset.py: a head ConfigMap
+with the changes since the last compaction, and shards), in a few shards: at
+--oom-max-records 5,000 they take ~650 KB.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +11,16 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from runner_sizer.history.ooms import OomRecord, bound, from_data, merge, to_data
+from runner_sizer.history.recordset_store import RecordSet
 from runner_sizer.kube.client import KubeClient
-from runner_sizer.kube.configmap import ConfigMapData
+
+# Within the 900 KiB the records are bounded to, each shard stays far below 1 MiB.
+OOM_SHARDS = 2
 
 
 def read_oom_records(kube: KubeClient, namespace: str, name: str) -> list[OomRecord]:
-    """The stored records, oldest first (empty when the ConfigMap is missing)."""
-    return from_data(ConfigMapData(kube, namespace, name).read())
+    """The stored records, oldest first (empty when nothing is stored)."""
+    return from_data(RecordSet(kube, namespace, name, OOM_SHARDS).read())
 
 
 @dataclass(frozen=True)
@@ -26,10 +34,10 @@ class OomFlush:
 
 class OomStore:
     def __init__(self, kube: KubeClient, namespace: str, name: str) -> None:
-        self._configmap = ConfigMapData(kube, namespace, name)
+        self._records = RecordSet(kube, namespace, name, OOM_SHARDS)
 
     def load(self) -> list[OomRecord]:
-        return from_data(self._configmap.read())
+        return from_data(self._records.read())
 
     def flush(
         self, ours: Iterable[OomRecord], now: float, window: float, max_records: int
@@ -44,7 +52,7 @@ class OomStore:
             added = [r for r in kept.kept if r.pod_uid not in known]
             return to_data(kept.kept), OomFlush(kept.kept, added, kept.evicted, 0, 0)
 
-        update = self._configmap.update(change)
+        update = self._records.update(change)
         result = update.result
         return OomFlush(
             result.records, result.added, result.evicted, update.writes, update.conflicts

@@ -1,9 +1,9 @@
 """OOM kills of build containers, as kept facts: codec, bounds, merge. Pure.
 
-One ConfigMap data item per kill: the key is the pod's uid (a build container
-ends once: a runner pod runs it with `restartPolicy: Never`), the value a small
-JSON object. Readers skip what they cannot read, so a newer writer's fields or a
-hand-edited entry never stop anyone.
+One record per kill: the key is the pod's uid (a build container ends once: a
+runner pod runs it with `restartPolicy: Never`), the entry one line of JSON.
+Readers skip what they cannot read, so a newer writer's fields or a hand-edited
+entry never stop anyone.
 """
 
 from __future__ import annotations
@@ -54,7 +54,8 @@ def encode(record: OomRecord) -> str:
     if record.memory_request is not None:
         fields["req"] = _number(record.memory_request)
     fields["c"] = record.certain
-    return json.dumps(fields, separators=(",", ":"), ensure_ascii=False)
+    # ASCII only: a record set stores one record a line, and a raw U+2028 is a line break.
+    return json.dumps(fields, separators=(",", ":"))
 
 
 def _amount(value: object) -> float | None:
