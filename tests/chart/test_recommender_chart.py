@@ -31,13 +31,43 @@ def test_enabled_it_is_the_webhooks_source_and_the_sidecar_is_off(values: Any) -
     )
     assert recommender["RECOMMENDER_READ_TOKEN_FILE"] == "/receiver/read-token"
     assert recommender["RECOMMENDER_LABEL_MATCHERS"] == 'cluster="prod"'
-    assert pod["automountServiceAccountToken"] is False
     assert pod["securityContext"]["runAsNonRoot"] is True
     container = pod["containers"][0]["securityContext"]
     assert container["readOnlyRootFilesystem"] and container["capabilities"] == {"drop": ["ALL"]}
     assert one(manifests, "Service", "rs-recommender")["spec"]["ports"][0]["port"] == 8080
     assert one(manifests, "ServiceMonitor", "rs-recommender")
-    assert not [r for r in find(manifests, "Role") if "recommender" in r["metadata"]["name"]]
+
+
+def test_it_reads_the_recorders_oom_records_with_get_on_that_name_only(values: Any) -> None:
+    manifests = render(
+        values("recommender"), "recommender.networkPolicy.apiServerCIDRs={10.0.0.1/32}"
+    )
+    pod = one(manifests, "Deployment", "rs-recommender")["spec"]["template"]["spec"]
+    assert env_of(pod)["RECOMMENDER_OOM_CONFIGMAP"] == "ci-sizer/rs-runner-sizer-ooms"
+    assert one(manifests, "ConfigMap", "rs-runner-sizer-ooms")  # the recorder's
+    assert pod["automountServiceAccountToken"] is True
+    role = one(manifests, "Role", "rs-recommender")
+    assert role["rules"] == [
+        {
+            "apiGroups": [""],
+            "resources": ["configmaps"],
+            "resourceNames": ["rs-runner-sizer-ooms"],
+            "verbs": ["get"],
+        }
+    ]
+    binding = one(manifests, "RoleBinding", "rs-recommender")
+    assert binding["subjects"][0]["name"] == pod["serviceAccountName"] == "rs-recommender"
+    policy = one(manifests, "NetworkPolicy", "rs-recommender")
+    assert ([443, 6443], ["10.0.0.1/32"]) in egress_ports(policy)
+
+    without = render(values("recommender"), "recommender.ooms.enabled=false")
+    pod = one(without, "Deployment", "rs-recommender")["spec"]["template"]["spec"]
+    assert "RECOMMENDER_OOM_CONFIGMAP" not in env_of(pod)
+    assert pod["automountServiceAccountToken"] is False
+    assert not find(without, "Role", "rs-recommender")
+    assert [443, 6443] not in [
+        ports for ports, _ in egress_ports(one(without, "NetworkPolicy", "rs-recommender"))
+    ]
 
 
 def test_a_receiver_url_wins_over_the_recommender(values: Any) -> None:
