@@ -76,6 +76,7 @@ class WebhookSettings:
     bounds: Bounds = field(default_factory=Bounds)
     default_requests: Mapping[str, Decimal] = field(default_factory=dict)
     deadline_seconds: float = 1.5
+    shed_after_seconds: float = 0.05
     receiver_timeout_seconds: float = 1.0
     breaker_failures: int = 5
     breaker_cooldown_seconds: float = 10.0
@@ -148,6 +149,13 @@ def _quantity(resource: str) -> Callable[[str], Decimal]:
     return convert
 
 
+def _seconds_or_off(value: str) -> float:
+    seconds = float(value)
+    if not 0 <= seconds < 5:
+        raise ValueError("must be 0 (off) or seconds under the 5s webhook timeout")
+    return seconds
+
+
 def _container_name(value: str) -> str:
     if not _DNS_LABEL.match(value):
         raise ValueError(f"{value!r} is not a DNS-1123 label ([a-z0-9-], at most 63)")
@@ -212,6 +220,13 @@ OPTIONS: list[Option] = [
         "memory request when the receiver has no history (at most 1Pi)",
     ),
     ("deadline", positive_float, "1.5", "seconds all receiver calls of one admission may take"),
+    (
+        "shed-after",
+        _seconds_or_off,
+        "0.05",
+        "seconds an admission may wait for a worker before it is allowed unchanged at once "
+        "(counted as shed); 0 never sheds",
+    ),
     ("receiver-timeout", positive_float, "1.0", "seconds one receiver call may take"),
     ("breaker-failures", positive_int, "5", "consecutive receiver failures that open the breaker"),
     ("breaker-cooldown", positive_float, "10", "seconds the breaker stays open"),
@@ -367,6 +382,7 @@ def _assemble(values: dict[str, Any], environ: Mapping[str, str]) -> WebhookSett
             if values[f"default_{r}_request"] is not None
         },
         deadline_seconds=values["deadline"],
+        shed_after_seconds=values["shed_after"],
         receiver_timeout_seconds=values["receiver_timeout"],
         breaker_failures=values["breaker_failures"],
         breaker_cooldown_seconds=values["breaker_cooldown"],
