@@ -11,6 +11,7 @@ import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 
 from runner_sizer.devcluster.binaries import ensure_binaries
+from runner_sizer.history.recordset import every_name
 from tests.chart.conftest import (
     CHART,
     CI_VALUES,
@@ -45,9 +46,16 @@ def assert_least_privilege(manifest: dict[str, Any]) -> None:
     for rule in manifest["rules"]:
         for field in ("apiGroups", "resources", "verbs", "resourceNames"):
             assert "*" not in rule.get(field, []), (manifest["metadata"]["name"], rule)
-        assert not {"create", "delete", "patch", "deletecollection"} & set(rule["verbs"]) or (
-            # `create` cannot be limited by resourceNames: leases, and the history ConfigMap.
-            rule["resources"] in (["leases"], ["configmaps"]) and rule["verbs"] == ["create"]
+        assert (
+            not {"create", "delete", "patch", "deletecollection"} & set(rule["verbs"])
+            or (
+                # `create` cannot be limited by resourceNames: leases, and the history ConfigMap.
+                rule["resources"] in (["leases"], ["configmaps"]) and rule["verbs"] == ["create"]
+            )
+            or (
+                # The history's shards, by name: a move between layouts deletes the old bank.
+                rule.get("resourceNames") and set(rule["verbs"]) == {"get", "update", "delete"}
+            )
         ), rule
 
 
@@ -207,12 +215,13 @@ def test_existing_secret_mode_needs_its_ca() -> None:
 
 def test_rbac_is_exactly_what_the_services_need(values: Any) -> None:
     manifests = render(values("default"))
+    shards = every_name("rs-runner-sizer-history")[1:]
     webhook_role = one(manifests, "Role", "rs-webhook")
     assert webhook_role["rules"] == [
         {
             "apiGroups": [""],
             "resources": ["configmaps"],
-            "resourceNames": ["rs-runner-sizer-history"],
+            "resourceNames": every_name("rs-runner-sizer-history"),
             "verbs": ["get", "list", "watch"],
         }
     ]
@@ -223,6 +232,12 @@ def test_rbac_is_exactly_what_the_services_need(values: Any) -> None:
             "resources": ["configmaps"],
             "resourceNames": ["rs-runner-sizer-history", "rs-runner-sizer-ooms"],
             "verbs": ["get", "update"],
+        },
+        {
+            "apiGroups": [""],
+            "resources": ["configmaps"],
+            "resourceNames": shards,
+            "verbs": ["get", "update", "delete"],
         },
         {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]},
         {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},

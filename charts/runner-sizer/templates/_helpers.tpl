@@ -54,6 +54,22 @@ from a release without these values renders the defaults.
 {{- .Values.global.history.configMapName | default $name -}}
 {{- end -}}
 
+{{/*
+Every shard name a record set with head `.` can use (history/recordset.py: banks a and b of
+MAX_SHARDS each), as a JSON list: RBAC names them all, so a move between shard counts needs no
+new grant.
+*/}}
+{{- define "runner-sizer.recordSetShardNames" -}}
+{{- $base := . -}}
+{{- $names := list -}}
+{{- range $bank := list "a" "b" -}}
+{{- range $index := until 32 -}}
+{{- $names = append $names (printf "%s-%s%d" $base $bank $index) -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $names -}}
+{{- end -}}
+
 {{/* The OOM kill records: one per release, beside the history (the recorder writes them, the recommender reads them). */}}
 {{- define "runner-sizer.oomConfigMapName" -}}
 {{- ternary (printf "%s-ooms" .Release.Name) (printf "%s-runner-sizer-ooms" .Release.Name) (contains "runner-sizer" .Release.Name) -}}
