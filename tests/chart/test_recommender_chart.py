@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from runner_sizer.history.recordset import every_name
 from tests.chart.conftest import find, one, render
 from tests.chart.test_values import egress_ports, env_of, render_error, webhook_pod
 
@@ -38,7 +39,7 @@ def test_enabled_it_is_the_webhooks_source_and_the_sidecar_is_off(values: Any) -
     assert one(manifests, "ServiceMonitor", "rs-recommender")
 
 
-def test_it_reads_the_recorders_oom_records_with_get_on_that_name_only(values: Any) -> None:
+def test_it_reads_the_recorders_oom_records_with_get_on_their_names_only(values: Any) -> None:
     manifests = render(
         values("recommender"), "recommender.networkPolicy.apiServerCIDRs={10.0.0.1/32}"
     )
@@ -51,7 +52,7 @@ def test_it_reads_the_recorders_oom_records_with_get_on_that_name_only(values: A
         {
             "apiGroups": [""],
             "resources": ["configmaps"],
-            "resourceNames": ["rs-runner-sizer-ooms"],
+            "resourceNames": every_name("rs-runner-sizer-ooms"),  # the head and its shards
             "verbs": ["get"],
         }
     ]
