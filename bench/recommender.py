@@ -29,13 +29,13 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from bench.webhook import summarize, vegeta
+from bench.proc import process_tree
+from bench.webhook import vegeta
 from runner_sizer.devcluster.binaries import REPO_ROOT, Binaries, ensure_binaries
 from runner_sizer.devcluster.cluster import free_port
 from runner_sizer.devcluster.job_history import GIB, PastRun, history
@@ -237,13 +237,6 @@ def refresh_figures(before: dict[str, float], after: dict[str, float]) -> dict[s
     }
 
 
-def process_tree(pid: int) -> Iterator[int]:
-    yield pid
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        for child in (task / "children").read_text().split():
-            yield from process_tree(int(child))
-
-
 def memory_mb(recommender: RecommenderProcess) -> dict[str, float]:
     """VmRSS and VmHWM (peak) summed over gunicorn's master and worker."""
     assert recommender.process.popen is not None
@@ -294,6 +287,20 @@ def measured_attack(
         load_average_1m=[round(load_before, 1), round(os.getloadavg()[0], 1)],
         **extra,
     )
+
+
+def summarize(name: str, report: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    latencies = report["latencies"]
+    return {
+        "scenario": name,
+        "requests": report["requests"],
+        "throughput_per_s": round(report["throughput"], 1),
+        "errors": report["requests"] - report["status_codes"].get("200", 0),
+        "p50_ms": round(latencies["50th"] / 1e6, 2),
+        "p99_ms": round(latencies["99th"] / 1e6, 2),
+        "max_ms": round(latencies["max"] / 1e6, 2),
+        **extra,
+    }
 
 
 def attack(tool: Path, url: str, *, rate: int, seconds: int, workers: int = 16) -> dict[str, Any]:

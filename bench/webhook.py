@@ -2,24 +2,35 @@
 
 Prints one JSON line per scenario. Realistic ~11 KB runner pod reviews
 (tests/data), receiver answers cached (warm) unless the scenario says otherwise.
+Every answer is checked: an AdmissionReview allowing the review's uid, with a patch
+or without one. Where Go and ../shared/bench-anchor are present, the Go anchor runs
+the closed loop side by side, with the same vegeta and reviews.
+
+    python -m bench.webhook [SECONDS] [SCENARIO-PREFIX...]
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
+from bench import anchor
+from bench.proc import cpu_ns
 from runner_sizer.devcluster.binaries import BUILD_SCRIPT, ensure_binaries
 from runner_sizer.devcluster.cluster import LocalCluster
 from runner_sizer.devcluster.receiver_standin import StandinServer, StandinState
@@ -57,9 +68,62 @@ def receiver_key(review: dict[str, Any]) -> str:
     return "/".join((identity.org, identity.repo, identity.workflow, identity.job))
 
 
+class Target(Protocol):
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def ca_file(self) -> Path: ...
+
+
+@dataclass
+class Answers:
+    """What the webhook answered, body by body."""
+
+    valid: int = 0
+    patched: int = 0
+    invalid: list[str] = field(default_factory=list)
+
+    def check(self, body: bytes, uids: set[str]) -> None:
+        try:
+            review = json.loads(body)
+            response = review["response"]
+            ok = (
+                review["apiVersion"] == "admission.k8s.io/v1"
+                and review["kind"] == "AdmissionReview"
+                and response["allowed"] is True
+                and response["uid"] in uids
+            )
+            if ok and "patch" in response:
+                ok = response["patchType"] == "JSONPatch" and isinstance(
+                    json.loads(base64.b64decode(response["patch"])), list
+                )
+                self.patched += ok
+        except (ValueError, KeyError, TypeError):
+            ok = False
+        if ok:
+            self.valid += 1
+        elif len(self.invalid) < 3:
+            self.invalid.append(body[:200].decode(errors="replace"))
+
+
+def check_answers(tool: Path, results: Path, uids: set[str]) -> Answers:
+    """Every 200 answer in vegeta's results, checked (errors are counted by the report)."""
+    answers = Answers()
+    with subprocess.Popen(
+        [str(tool), "encode", "-to=json", str(results)], stdout=subprocess.PIPE
+    ) as encode:
+        assert encode.stdout is not None
+        for line in encode.stdout:
+            result = json.loads(line)
+            if result["code"] == 200:
+                answers.check(base64.b64decode(result["body"]), uids)
+    return answers
+
+
 def attack(
     tool: Path,
-    webhook: WebhookProcess,
+    target: Target,
     reviews: list[dict[str, Any]],
     *,
     rate: int,
@@ -71,7 +135,7 @@ def attack(
         json.dumps(
             {
                 "method": "POST",
-                "url": f"{webhook.url}/mutate",
+                "url": f"{target.url}/mutate",
                 "body": base64.b64encode(json.dumps(review).encode()).decode(),
                 "header": {"Content-Type": ["application/json"]},
             }
@@ -79,60 +143,110 @@ def attack(
         + "\n"
         for review in reviews
     )
-    args = [
-        str(tool),
-        "attack",
-        "-format=json",
-        f"-duration={seconds}s",
-        f"-rate={rate}",
-        f"-root-certs={webhook.ca_file}",
-        "-http2=false",
-        "-keepalive=true",
-        "-timeout=5s",
-    ]
-    if rate == 0:
-        args += [f"-workers={workers}", f"-max-workers={workers}"]
-    else:
-        args += [f"-workers={workers}"]
-    attack_run = subprocess.run(args, input=targets.encode(), capture_output=True, check=True)
-    report = subprocess.run(
-        [str(tool), "report", "-type=json"],
-        input=attack_run.stdout,
-        capture_output=True,
-        check=True,
-    )
-    result: dict[str, Any] = json.loads(report.stdout)
+    with tempfile.TemporaryDirectory(prefix="runner-sizer-bench-") as scratch:
+        results = Path(scratch) / "results.bin"
+        args = [
+            str(tool),
+            "attack",
+            "-format=json",
+            f"-duration={seconds}s",
+            f"-rate={rate}",
+            f"-root-certs={target.ca_file}",
+            "-http2=false",
+            "-keepalive=true",
+            "-timeout=5s",
+            f"-workers={workers}",
+            f"-output={results}",
+        ]
+        if rate == 0:
+            args.append(f"-max-workers={workers}")
+        subprocess.run(args, input=targets.encode(), capture_output=True, check=True)
+        report = subprocess.run(
+            [str(tool), "report", "-type=json", str(results)], capture_output=True, check=True
+        )
+        result: dict[str, Any] = json.loads(report.stdout)
+        answers = check_answers(tool, results, {r["request"]["uid"] for r in reviews})
+    result["answers"] = answers
     return result
 
 
 def summarize(name: str, report: dict[str, Any], **extra: Any) -> dict[str, Any]:
     latencies = report["latencies"]
     ms = 1e-6
-    errors = report["requests"] - report["status_codes"].get("200", 0)
+    ok = report["status_codes"].get("200", 0)
+    answers: Answers | None = report.get("answers")
+    checked: dict[str, Any] = {}
+    if answers is not None:
+        checked = {"invalid_answers": ok - answers.valid, "patched": answers.patched}
+        if answers.invalid:
+            checked["invalid_examples"] = answers.invalid
     return {
         "scenario": name,
         "requests": report["requests"],
         "throughput_per_s": round(report["throughput"], 1),
-        "errors": errors,
+        "errors": report["requests"] - ok,
         "p50_ms": round(latencies["50th"] * ms, 2),
         "p99_ms": round(latencies["99th"] * ms, 2),
         "max_ms": round(latencies["max"] * ms, 2),
         "over_100ms": "none" if latencies["max"] * ms <= 100 else "some",
+        **(
+            {"cpu_us_per_request": report["cpu_us_per_request"]}
+            if "cpu_us_per_request" in report
+            else {}
+        ),
+        **checked,
         **extra,
     }
 
 
+def admissions(webhook: WebhookProcess) -> dict[str, float]:
+    """The webhook's admissions by outcome, from its /metrics."""
+    text = requests.get(webhook.metrics_url, timeout=5).text
+    counts: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name == "runner_sizer_webhook_admissions":
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    counts[sample.labels["outcome"]] = sample.value
+    return counts
+
+
+def with_cpu(pid: int, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """`run`'s report, with the server's CPU time per request (a figure the other load on
+    the machine moves less than throughput)."""
+    before = cpu_ns(pid)
+    report = run()
+    report["cpu_us_per_request"] = round((cpu_ns(pid) - before) / 1000 / max(report["requests"], 1))
+    return report
+
+
 def measured(
-    name: str, state: StandinState, run: Callable[[], dict[str, Any]], count_calls: bool = True
-) -> None:
-    """Run one scenario and print its JSON line (with receiver calls per admission)."""
-    before = sum(state.calls.values())
+    name: str,
+    state: StandinState,
+    run: Callable[[], dict[str, Any]],
+    webhook: WebhookProcess | None = None,
+    count_calls: bool = True,
+) -> dict[str, Any]:
+    """Run one scenario and print its JSON line (with receiver calls per admission, and
+    the admissions by outcome and CPU per request when `webhook` is given)."""
+    calls_before = sum(state.calls.values())
+    outcomes_before = admissions(webhook) if webhook else {}
+    if webhook:
+        assert webhook.process.popen is not None
+        run = partial(with_cpu, webhook.process.popen.pid, run)
     report = run()
     extra: dict[str, Any] = {}
     if count_calls:
-        calls = sum(state.calls.values()) - before
+        calls = sum(state.calls.values()) - calls_before
         extra["receiver_calls_per_admission"] = round(calls / max(report["requests"], 1), 4)
-    print(json.dumps(summarize(name, report, **extra)), flush=True)
+    if webhook:
+        after = admissions(webhook)
+        outcomes = {k: int(v - outcomes_before.get(k, 0)) for k, v in after.items()}
+        extra["outcomes"] = {k: v for k, v in outcomes.items() if v}
+        extra["shed_fraction"] = round(outcomes.get("shed", 0) / max(report["requests"], 1), 4)
+    line = summarize(name, report, **extra)
+    print(json.dumps(line), flush=True)
+    return line
 
 
 def with_live_history(
@@ -175,12 +289,7 @@ def with_live_history(
         f"--kubeconfig={cluster.kubeconfig}",
         "--history-namespace=ci-sizer",
     ) as webhook:
-        webhook.wait_ready()
-        for review in reviews:
-            for _ in range(4):
-                requests.post(
-                    f"{webhook.url}/mutate", json=review, verify=str(webhook.ca_file), timeout=5
-                )
+        warm(webhook, reviews)
         writer.start()
         try:
             return attack(tool, webhook, reviews, rate=1000, seconds=seconds, workers=16)
@@ -188,12 +297,75 @@ def with_live_history(
             stop.set()
 
 
+def warm(webhook: WebhookProcess, reviews: list[dict[str, Any]]) -> None:
+    """Fill the receiver caches of both workers."""
+    webhook.wait_ready()
+    for review in reviews:
+        for _ in range(4):
+            requests.post(
+                f"{webhook.url}/mutate", json=review, verify=str(webhook.ca_file), timeout=5
+            )
+
+
+@contextlib.contextmanager
+def warm_webhook(
+    standin: StandinServer, reviews: list[dict[str, Any]], *args: str
+) -> Iterator[WebhookProcess]:
+    with running_webhook(standin.url, *args) as webhook:
+        warm(webhook, reviews)
+        yield webhook
+
+
+def side_by_side(
+    tool: Path,
+    webhook: WebhookProcess,
+    state: StandinState,
+    reviews: list[dict[str, Any]],
+    seconds: int,
+) -> float:
+    """Closed loop, runner-sizer and the anchor taking turns twice; the throughput ratio
+    (the closed-loop capacity of runner-sizer is returned)."""
+    closed = partial(attack, tool, rate=0, seconds=seconds, workers=8, reviews=reviews)
+    ours: list[float] = []
+    theirs: list[float] = []
+    with contextlib.ExitStack() as stack:
+        go = stack.enter_context(anchor.running_anchor(reviews, RECOMMENDED)) if ANCHOR else None
+        for _ in range(2 if go else 1):
+            line = measured(
+                "closed_loop_c8_warm", state, partial(closed, webhook), webhook, count_calls=False
+            )
+            ours.append(line["throughput_per_s"])
+            if go:
+                report = with_cpu(go.pid, partial(closed, go))
+                theirs.append(report["throughput"])
+                print(json.dumps(summarize("go_anchor_closed_loop_c8", report)), flush=True)
+    capacity = sum(ours) / len(ours)
+    figures: dict[str, Any] = {"scenario": "closed_loop_summary", "cores": os.cpu_count()}
+    figures["runner_sizer_per_s"] = round(capacity, 1)
+    if theirs:
+        anchor_rate = sum(theirs) / len(theirs)
+        figures["go_anchor_per_s"] = round(anchor_rate, 1)
+        figures["ratio_to_anchor"] = round(capacity / anchor_rate, 2)
+    print(json.dumps(figures), flush=True)
+    return capacity
+
+
+ANCHOR = anchor.available()
+
+
 def main(argv: list[str]) -> int:
+    """`SECONDS` (60) for the open loops, then scenario name prefixes to run only those."""
     seconds = int(argv[0]) if argv else 60
+    only = argv[1:]
+
+    def wanted(name: str) -> bool:
+        return not only or any(name.startswith(prefix) for prefix in only)
+
     tool = vegeta()
     reviews = sample_reviews()
     state = StandinState(recommendations={receiver_key(r): RECOMMENDED for r in reviews})
     standin = StandinServer(state).start()
+    short = min(seconds, 20)
     try:
         # Every scenario watches LimitRanges and ResourceQuotas, as in production.
         with LocalCluster(ensure_binaries()) as cluster:
@@ -202,42 +374,53 @@ def main(argv: list[str]) -> int:
                 "--log-level=warning",
                 f"--kubeconfig={cluster.kubeconfig}",
             )
-            with running_webhook(standin.url, *quiet) as webhook:
-                webhook.wait_ready()
-                for review in reviews:  # warm the caches of both workers
-                    for _ in range(4):
-                        requests.post(
-                            f"{webhook.url}/mutate",
-                            json=review,
-                            verify=str(webhook.ca_file),
-                            timeout=5,
-                        )
-                short = min(seconds, 20)
+            capacity = 0.0
+            with warm_webhook(standin, reviews, *quiet) as webhook:
+                if wanted("closed_loop") or wanted("overload"):
+                    capacity = side_by_side(tool, webhook, state, reviews, short)
+                if wanted("open_loop_1000rps_warm"):
+                    measured(
+                        "open_loop_1000rps_warm",
+                        state,
+                        partial(
+                            attack, tool, webhook, reviews, rate=1000, seconds=seconds, workers=16
+                        ),
+                        webhook,
+                    )
+                if wanted("overload"):
+                    measured(
+                        "overload_2x_closed_loop_capacity_30s",
+                        state,
+                        partial(
+                            attack,
+                            tool,
+                            webhook,
+                            reviews,
+                            rate=round(2 * capacity),
+                            seconds=30,
+                            workers=16,
+                        ),
+                        webhook,
+                    )
+            if wanted("open_loop_1000rps_affinity"):
                 measured(
-                    "closed_loop_c8_warm",
+                    "open_loop_1000rps_affinity_5000_keys_live_history",
                     state,
-                    partial(attack, tool, webhook, reviews, rate=0, seconds=short, workers=8),
-                    count_calls=False,
+                    partial(with_live_history, cluster, standin, tool, reviews, seconds),
                 )
-                measured(
-                    "open_loop_1000rps_warm",
-                    state,
-                    partial(attack, tool, webhook, reviews, rate=1000, seconds=seconds, workers=16),
-                )
-            measured(
-                "open_loop_1000rps_affinity_5000_keys_live_history",
-                state,
-                partial(with_live_history, cluster, standin, tool, reviews, seconds),
-            )
-            state.set_mode("slow", delay=0.005)
-            uncached = ("--cache-ttl=0.001", "--negative-cache-ttl=0.001")
-            with running_webhook(standin.url, *quiet, *uncached) as webhook:
-                webhook.wait_ready()
-                measured(
-                    "open_loop_200rps_receiver_5ms_uncached",
-                    state,
-                    partial(attack, tool, webhook, reviews, rate=200, seconds=short, workers=16),
-                )
+            if wanted("open_loop_200rps_receiver"):
+                state.set_mode("slow", delay=0.005)
+                uncached = ("--cache-ttl=0.001", "--negative-cache-ttl=0.001")
+                with running_webhook(standin.url, *quiet, *uncached) as webhook:
+                    webhook.wait_ready()
+                    measured(
+                        "open_loop_200rps_receiver_5ms_uncached",
+                        state,
+                        partial(
+                            attack, tool, webhook, reviews, rate=200, seconds=short, workers=16
+                        ),
+                        webhook,
+                    )
     finally:
         standin.stop()
     return 0
