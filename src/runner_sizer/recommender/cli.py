@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from runner_sizer.kube.kubeconfig import KubeConfigError, kubeconfig_problem
 from runner_sizer.observability.logs import configure_logging
@@ -23,17 +23,15 @@ from runner_sizer.recommender.backtest import (
     quantity_bytes,
     read_trace,
 )
-from runner_sizer.recommender.export import Exported, export_trace
-from runner_sizer.recommender.ledger import Ledger
 from runner_sizer.recommender.ooms import OomSourceError
-from runner_sizer.recommender.prometheus import PrometheusClient, PrometheusError
 from runner_sizer.recommender.promql import duration
-from runner_sizer.recommender.refresher import read_usage
 from runner_sizer.recommender.server import RecommenderServer
 from runner_sizer.recommender.settings import ENV_PREFIX, RecommenderSettings, load_settings
 from runner_sizer.recommender.trace import generate, write_trace
 from runner_sizer.webhook.quantity import QuantityError
-from runner_sizer.webhook.watched import TokenSource
+
+if TYPE_CHECKING:
+    from runner_sizer.recommender.export import Exported
 
 PROG = "runner-sizer-recommender"
 
@@ -136,6 +134,10 @@ def _export_trace(argv: Sequence[str]) -> int:
         settings = _checked_settings(rest)
     except OptionError as error:
         raise _UsageError(str(error)) from None
+    # Imported here: requests (ssl) must not be loaded in the server's gunicorn master,
+    # before its gevent worker patches ssl.
+    from runner_sizer.recommender.prometheus import PrometheusError  # noqa: PLC0415
+
     try:
         exported = _export(settings, since)
     except (PrometheusError, OomSourceError, KubeConfigError) as error:
@@ -151,7 +153,12 @@ def _export_trace(argv: Sequence[str]) -> int:
 
 
 def _export(settings: RecommenderSettings, since: float) -> Exported:
-    from runner_sizer.recommender.oom_source import oom_reader  # noqa: PLC0415 - kubernetes
+    from runner_sizer.recommender.export import export_trace  # noqa: PLC0415
+    from runner_sizer.recommender.ledger import Ledger  # noqa: PLC0415
+    from runner_sizer.recommender.oom_source import oom_reader  # noqa: PLC0415
+    from runner_sizer.recommender.prometheus import PrometheusClient  # noqa: PLC0415
+    from runner_sizer.recommender.refresher import read_usage  # noqa: PLC0415
+    from runner_sizer.webhook.watched import TokenSource  # noqa: PLC0415
 
     token = settings.prometheus_token_file
     client = PrometheusClient(
