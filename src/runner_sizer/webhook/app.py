@@ -1,14 +1,22 @@
-"""The Flask app: /mutate, /healthz, /readyz. Thin: the logic is in `mutation`."""
+"""The WSGI app: /mutate, /healthz, /readyz. Thin: the logic is in `mutation`.
+
+/mutate is plain WSGI: Flask's request and app contexts, routing and response object
+cost about as much CPU as the admission itself; the probes stay Flask.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
+from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
-from flask import Flask, Response, request
+import orjson
+from flask import Flask, Response
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.wsgi import get_input_stream
 
 from runner_sizer.webhook.constraints import NO_RULES, NamespaceRules
 from runner_sizer.webhook.history_view import HistoryView
@@ -18,6 +26,7 @@ from runner_sizer.webhook.namespace_view import NamespaceView
 from runner_sizer.webhook.receiver import Deadline, ReceiverClient, TokenAnswer
 from runner_sizer.webhook.review import ReviewError, parse_review, review_response
 from runner_sizer.webhook.settings import WebhookSettings
+from runner_sizer.webhook.shedding import Shedder
 
 log = logging.getLogger(__name__)
 DRY_RUN_TOKEN = "dry-run-placeholder"  # noqa: S105 - what the sidecar gets on API dry-run
@@ -30,6 +39,8 @@ class Services:
     receiver: ReceiverClient | None
     history: HistoryView | None
     namespaces: NamespaceView | None = None
+    # None: never shed (the in-process server of the tests has no gevent hub to ask).
+    shedder: Shedder | None = None
 
     def readiness_problem(self) -> str:
         """Empty when ready to admit: history synced (if affinity is on), and the
@@ -85,10 +96,16 @@ def fetch(plan: Plan, services: Services, deadline: Deadline) -> Fetched:
     )
 
 
-def admit(body: Any, services: Services) -> dict[str, Any]:
-    """One review → its answer; raises ReviewError only for a body that is no review."""
+def admit(body: Any, services: Services, overdue: bool = False) -> dict[str, Any]:
+    """One review → its answer; raises ReviewError only for a body that is no review.
+
+    `overdue`: it waited past the shedding budget, so it is allowed unchanged at once.
+    """
     review = parse_review(body)
     metrics = services.metrics
+    if overdue:
+        metrics.admissions.labels("shed").inc()
+        return review_response(review.uid)
     try:
         plan = plan_admission(review, services.settings)
         if isinstance(plan, Ignore):
@@ -116,32 +133,55 @@ def admit(body: Any, services: Services) -> dict[str, Any]:
 
 
 def load_json(body: bytes) -> Any:
-    """The parsed body; ValueError for anything json cannot load, deep nesting included."""
+    """The parsed body; ValueError for anything orjson cannot load (deep nesting, integers
+    past 64 bits, NaN and invalid UTF-8 included)."""
+    return orjson.loads(body)
+
+
+def mutate(environ: WSGIEnvironment, services: Services) -> tuple[str, bytes]:
+    """One POST /mutate: the status line and the JSON body."""
+    started = time.perf_counter()
+    overdue = services.shedder is not None and services.shedder.overdue()
     try:
-        return json.loads(body)
-    except RecursionError:
-        raise ValueError("JSON nested too deeply") from None
+        body = get_input_stream(environ, max_content_length=services.settings.max_body_bytes)
+        answer = admit(load_json(body.read()), services, overdue)
+    except RequestEntityTooLarge:
+        services.metrics.admissions.labels("invalid").inc()
+        return "413 Request Entity Too Large", _error("review larger than --max-body-bytes")
+    except (ValueError, ReviewError) as error:
+        services.metrics.admissions.labels("invalid").inc()
+        return "400 Bad Request", _error(f"not an AdmissionReview: {error}"[:300])
+    finally:
+        services.metrics.admission_seconds.observe(time.perf_counter() - started)
+    return "200 OK", orjson.dumps(answer)
+
+
+def _error(message: str) -> bytes:
+    return orjson.dumps({"error": message})
 
 
 def _json(payload: Any, status: int = 200) -> Response:
-    return Response(json.dumps(payload, separators=(",", ":")), status, mimetype="application/json")
+    return Response(orjson.dumps(payload), status, mimetype="application/json")
 
 
-def create_app(services: Services) -> Flask:
+def create_app(services: Services) -> WSGIApplication:
+    """A WSGI callable."""
+    probes = create_probes(services)
+
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") != "/mutate" or environ.get("REQUEST_METHOD") != "POST":
+            return probes(environ, start_response)
+        status, body = mutate(environ, services)
+        start_response(
+            status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+        )
+        return [body]
+
+    return app
+
+
+def create_probes(services: Services) -> Flask:
     app = Flask("runner_sizer.webhook")
-    app.config["MAX_CONTENT_LENGTH"] = services.settings.max_body_bytes
-
-    @app.post("/mutate")
-    def mutate() -> Response:
-        started = time.perf_counter()
-        try:
-            answer = admit(load_json(request.get_data()), services)
-        except (ValueError, ReviewError) as error:
-            services.metrics.admissions.labels("invalid").inc()
-            return _json({"error": f"not an AdmissionReview: {error}"[:300]}, 400)
-        finally:
-            services.metrics.admission_seconds.observe(time.perf_counter() - started)
-        return _json(answer)
 
     @app.get("/healthz")
     def healthz() -> Response:

@@ -44,7 +44,8 @@ def build_metrics(registry: CollectorRegistry | None) -> WebhookMetrics:
     return WebhookMetrics(
         admissions=Counter(
             f"{PREFIX}_admissions_total",
-            "Admission reviews by outcome: mutated, annotated, dry_run, ignored, invalid, error.",
+            "Admission reviews by outcome: mutated, annotated, dry_run, ignored, invalid, error, "
+            "shed (waited past --shed-after, allowed unchanged).",
             ["outcome"],
             registry=registry,
         ),

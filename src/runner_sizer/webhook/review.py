@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import base64
-import json
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 API_VERSION = "admission.k8s.io/v1"
 
@@ -49,7 +50,5 @@ def review_response(uid: str, patch: list[dict[str, Any]] | None = None) -> dict
     response: dict[str, Any] = {"uid": uid, "allowed": True}
     if patch:
         response["patchType"] = "JSONPatch"
-        response["patch"] = base64.b64encode(
-            json.dumps(patch, separators=(",", ":")).encode()
-        ).decode()
+        response["patch"] = base64.b64encode(orjson.dumps(patch)).decode()
     return {"apiVersion": API_VERSION, "kind": "AdmissionReview", "response": response}

@@ -24,7 +24,7 @@ from runner_sizer.serving import yield_to_other_connections
 from runner_sizer.webhook.settings import WebhookSettings
 
 if TYPE_CHECKING:
-    from flask import Flask
+    from wsgiref.types import WSGIApplication
 
     from runner_sizer.webhook.app import Services
 
@@ -38,6 +38,7 @@ def _build_services(settings: WebhookSettings) -> Services:
     from runner_sizer.webhook.metrics import build_metrics  # noqa: PLC0415
     from runner_sizer.webhook.namespace_view import NamespaceView  # noqa: PLC0415
     from runner_sizer.webhook.receiver import ReceiverClient  # noqa: PLC0415
+    from runner_sizer.webhook.shedding import HubLag, Shedder  # noqa: PLC0415
 
     def connect() -> KubeClient:
         return KubeClient.from_kubeconfig(settings.kubeconfig)
@@ -54,7 +55,10 @@ def _build_services(settings: WebhookSettings) -> Services:
     if settings.needs_namespace_rules:
         namespaces = NamespaceView(connect)
         namespaces.start()
-    return Services(settings, metrics, receiver, history, namespaces)
+    shedder = None
+    if settings.shed_after_seconds > 0:
+        shedder = Shedder(settings.shed_after_seconds, HubLag())
+    return Services(settings, metrics, receiver, history, namespaces, shedder)
 
 
 class WebhookServer(BaseApplication):  # type: ignore[misc]
@@ -119,7 +123,7 @@ class WebhookServer(BaseApplication):  # type: ignore[misc]
             secret, lambda: KubeClient.from_kubeconfig(kubeconfig), scratch
         ).start()
 
-    def load(self) -> Flask:
+    def load(self) -> WSGIApplication:
         from runner_sizer.webhook.app import create_app  # noqa: PLC0415
 
         return create_app(_build_services(self.settings))
