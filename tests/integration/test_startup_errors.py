@@ -134,6 +134,23 @@ def test_kubeconfig_errors_are_the_same_for_both(
     assert one_line_error([RECORDER], home).endswith(f"(RECORDER_KUBECONFIG): {outside}")
 
 
+def test_the_recommender_needs_credentials_only_to_read_oom_records(
+    tmp_path: Path, home: dict[str, str]
+) -> None:
+    recommender = [str(BIN / "runner-sizer-recommender"), "--prometheus-url=http://127.0.0.1:9"]
+    ooms = "--oom-configmap=ci-sizer/rs-runner-sizer-ooms"
+    missing = tmp_path / "no-such-kubeconfig"
+    line = one_line_error([*recommender, ooms, f"--kubeconfig={missing}"], home)
+    assert line.endswith(f"--kubeconfig (RECOMMENDER_KUBECONFIG): no such file: {missing}")
+    assert one_line_error([*recommender, ooms], home).endswith(
+        "(RECOMMENDER_KUBECONFIG): not running in a cluster and no kubeconfig found: "
+        "pass --kubeconfig"
+    )
+    assert "--oom-configmap (RECOMMENDER_OOM_CONFIGMAP): 'ooms' is not NAMESPACE/NAME" in (
+        one_line_error([*recommender, "--oom-configmap=ooms"], home)
+    )
+
+
 @pytest.mark.parametrize(
     ("extra", "expected"),
     [
