@@ -6,6 +6,7 @@ import datetime
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,9 +16,10 @@ from runner_sizer.devcluster.recorder_process import RecorderProcess
 from runner_sizer.devcluster.runnerpods import RunnerJob, runner_pod
 from runner_sizer.history.oom_store import read_oom_records
 from runner_sizer.history.ooms import OomRecord
+from tests.chart.conftest import find, render
 from tests.e2e.conftest import ClusterUnderTest
 from tests.support.ended_pods import OOM_KILLED, SUSPECTED, build_ended
-from tests.support.kube import create_pod, pods_path, wait_for
+from tests.support.kube import create_pod, mint_token, pods_path, token_kubeconfig, wait_for
 from tests.support.promtool import assert_promtool_accepts
 
 GIB = 2**30
@@ -46,8 +48,8 @@ def start(
     return process
 
 
-def stored(cluster: ClusterUnderTest, namespace: str) -> dict[str, OomRecord]:
-    return {r.pod_uid: r for r in read_oom_records(cluster.kube, namespace, OOMS)}
+def stored(cluster: ClusterUnderTest, namespace: str, name: str = OOMS) -> dict[str, OomRecord]:
+    return {r.pod_uid: r for r in read_oom_records(cluster.kube, namespace, name)}
 
 
 def kills(recorder: RecorderProcess, certainty: str) -> float:
@@ -139,3 +141,55 @@ def test_the_oldest_kills_are_evicted_past_the_cap_and_counted(
         what="the two newest kills stored",
     )
     assert recorder.metric("runner_sizer_recorder_oom_evictions_total") >= 1
+
+
+def test_the_recorder_keeps_kills_through_the_charts_rbac(
+    cluster: ClusterUnderTest, namespace: str, recorders: list[RecorderProcess], tmp_path: Path
+) -> None:
+    """The chart's Role, RoleBindings and pod-reading ClusterRole, for one watched namespace."""
+    manifests = render(
+        None,
+        f"recorder.namespaces={{{namespace}}}",
+        "recorder.pruneDeletedNodes=false",
+        namespace=namespace,
+    )
+    kube = cluster.kube
+    rbac = "/apis/rbac.authorization.k8s.io/v1"
+    kube.post(
+        f"/api/v1/namespaces/{namespace}/serviceaccounts", {"metadata": {"name": "rs-recorder"}}
+    )
+    (pods_role,) = find(manifests, "ClusterRole", "rs-recorder-pods")
+    pods_role["metadata"]["name"] = cluster_role = f"{namespace}-recorder-pods"
+    kube.post(f"{rbac}/clusterroles", pods_role)
+    try:
+        for binding in find(manifests, "RoleBinding"):
+            if binding["metadata"]["name"].startswith("rs-recorder"):
+                if binding["roleRef"]["kind"] == "ClusterRole":
+                    binding["roleRef"]["name"] = cluster_role
+                kube.post(f"{rbac}/namespaces/{namespace}/rolebindings", binding)
+        (role,) = find(manifests, "Role", "rs-recorder")
+        kube.post(f"{rbac}/namespaces/{namespace}/roles", role)
+        token = mint_token(kube, namespace, "rs-recorder")
+        process = RecorderProcess(
+            token_kubeconfig(tmp_path / "kubeconfig", kube, token),
+            namespace,
+            extra_args=[
+                f"--namespaces={namespace}",
+                "--configmap-name=rs-runner-sizer-history",
+                "--oom-configmap=rs-runner-sizer-ooms",
+                "--lease-name=rs-recorder",
+                "--prune-deleted-nodes=false",
+                *FAST,
+            ],
+        ).start()
+        recorders.append(process)
+        uid = ended_job(cluster, namespace, OOM_KILLED)["metadata"]["uid"]
+        wait_for(
+            lambda: uid in stored(cluster, namespace, "rs-runner-sizer-ooms"),
+            timeout=10,
+            what="the kill stored through the chart's RBAC",
+        )
+        assert kills(process, "oom_killed") == 1
+        assert process.metric("runner_sizer_recorder_flush_errors_total") == 0
+    finally:
+        kube.delete(f"{rbac}/clusterroles/{cluster_role}")
