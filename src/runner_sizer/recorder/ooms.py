@@ -54,15 +54,16 @@ def oom_of(pod: Mapping[str, Any], namespaces: tuple[str, ...], now: float) -> O
     whose build container did not end that way. `now` stands in for a missing
     finish time.
     """
-    identity = identity_of(pod, namespaces)
-    uid = (pod.get("metadata") or {}).get("uid")
-    if not isinstance(identity, JobIdentity) or not isinstance(uid, str) or not uid:
-        return None
+    # The status first: most pod events are no kill, and the identity costs more.
     terminated = _termination(_build((pod.get("status") or {}).get("containerStatuses")))
     if terminated is None:
         return None
     certain = terminated.get("reason") == OOM_KILLED
     if not certain and terminated.get("exitCode") != SIGKILL_EXIT:
+        return None
+    identity = identity_of(pod, namespaces)
+    uid = (pod.get("metadata") or {}).get("uid")
+    if not isinstance(identity, JobIdentity) or not isinstance(uid, str) or not uid:
         return None
     finished = terminated.get("finishedAt")
     at = timestamp(finished) / 1000 if isinstance(finished, str) else 0.0
