@@ -112,3 +112,5 @@ class OomKeeper:
             kept = bound(self._records.values(), self._clock(), s.oom_window, s.oom_max_records)
             if kept.evicted:
                 self._adopt(kept.kept)
+                # A follower never flushes: what it saw is bounded by the records.
+                self._recent &= self._records.keys()
