@@ -24,6 +24,7 @@ from tests.support.kube import wait_for
 from tests.support.promtool import assert_promtool_accepts
 from tests.support.recommender import (
     GIB,
+    READ_TOKEN,
     PastRun,
     RecommenderProcess,
     history,
@@ -141,6 +142,26 @@ def test_reads_need_the_token_and_bad_paths_get_400(recommender: RecommenderProc
     assert recommender.get("/api/v1/sizing/repo/a/b/c/%FF").status_code == 400
     assert requests.post(url, timeout=5).status_code == 405
     assert recommender.get("/api/v1/token").status_code == 404
+
+
+def test_head_answers_and_outcomes_are_counted(recommender: RecommenderProcess) -> None:
+    url = f"{recommender.url}{sizing_path(SOLO)}"
+    auth = {"Authorization": f"Bearer {READ_TOKEN}"}
+    got = requests.get(url, headers=auth, timeout=5)
+    head = requests.head(url, headers=auth, timeout=5)
+    assert got.headers["Content-Type"] == "application/json"
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["Content-Length"] == str(len(got.content))
+
+    def cold_answers() -> float:
+        text = recommender.get("/metrics").text
+        return sum(metric_values(text, 'runner_sizer_recommender_answers_total{outcome="cold"}'))
+
+    before = cold_answers()
+    new_job = Identity("404", "solo", "svc", "main", "deploy")
+    answer = recommender.get(sizing_path(new_job), project_id="404")
+    assert answer.status_code == 404 and answer.json() == {"error": "no history", "reason": "cold"}
+    assert cold_answers() == before + 1
 
 
 def test_kube_state_metrics_identities_give_the_same_answers(
