@@ -11,13 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from runner_sizer.devcluster.binaries import BinariesUnavailableError, ensure_binaries
 from runner_sizer.devcluster.prometheus import PrometheusServer
 from runner_sizer.history.ooms import OomRecord, to_data
 from runner_sizer.recommender.backtest import STRATEGIES, read_trace
 from runner_sizer.recommender.promql import Identity
 from tests.e2e.conftest import ClusterUnderTest
-from tests.support.recommender import GIB, SCRIPT, PastRun, history
+from tests.support.recommender import GIB, SCRIPT, PastRun, prometheus_holding
 
 WHO = Identity("4100", "acme", "exporter", "main", "build")
 HOUR = 3600.0
@@ -40,14 +39,8 @@ def now() -> float:
 
 @pytest.fixture(scope="module")
 def prometheus(now: float) -> Iterator[PrometheusServer]:
-    try:
-        server = PrometheusServer(ensure_binaries())
-    except BinariesUnavailableError as error:
-        pytest.skip(str(error))
-    server.backfill(history(past_runs(now)))
-    server.start()
-    yield server
-    server.stop()
+    with prometheus_holding(past_runs(now)) as server:
+        yield server
 
 
 def oom(at: float, uid: str, limit: float) -> OomRecord:

@@ -19,7 +19,6 @@ from typing import Any
 import pytest
 import requests
 
-from runner_sizer.devcluster.binaries import BinariesUnavailableError, ensure_binaries
 from runner_sizer.devcluster.pki import CertificateAuthority
 from runner_sizer.devcluster.prometheus import PrometheusServer
 from runner_sizer.devcluster.recorder_process import RecorderProcess
@@ -39,8 +38,8 @@ from tests.support.recommender import (
     READ_TOKEN,
     PastRun,
     RecommenderProcess,
-    history,
     metric_values,
+    prometheus_holding,
     sizing_path,
 )
 
@@ -65,14 +64,8 @@ def past_runs(now: float) -> list[PastRun]:
 
 @pytest.fixture(scope="module")
 def prometheus() -> Iterator[PrometheusServer]:
-    try:
-        server = PrometheusServer(ensure_binaries())
-    except BinariesUnavailableError as error:
-        pytest.skip(str(error))
-    server.backfill(history(past_runs(time.time())))
-    server.start()
-    yield server
-    server.stop()
+    with prometheus_holding(past_runs(time.time())) as server:
+        yield server
 
 
 class Services:

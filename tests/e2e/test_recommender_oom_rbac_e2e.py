@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from runner_sizer.devcluster.binaries import BinariesUnavailableError, ensure_binaries
 from runner_sizer.devcluster.prometheus import PrometheusServer
 from runner_sizer.history.ooms import to_data
 from runner_sizer.kube.client import KubeError
@@ -18,7 +17,7 @@ from tests.chart.conftest import one, render
 from tests.e2e.conftest import ClusterUnderTest
 from tests.support.kube import mint_token, token_kubeconfig, wait_for
 from tests.support.ooms import oom_record
-from tests.support.recommender import RecommenderProcess, sizing_path
+from tests.support.recommender import RecommenderProcess, prometheus_holding, sizing_path
 
 WHO = Identity("5100", "acme", "rbac", "main", "build")
 OOMS = "rs-runner-sizer-ooms"  # the chart's name for release `rs`
@@ -27,13 +26,8 @@ OOMS = "rs-runner-sizer-ooms"  # the chart's name for release `rs`
 @pytest.fixture(scope="module")
 def prometheus() -> Iterator[PrometheusServer]:
     """An empty one: the job's only fact is its kill, an answer on its own."""
-    try:
-        server = PrometheusServer(ensure_binaries())
-    except BinariesUnavailableError as error:
-        pytest.skip(str(error))
-    server.start()
-    yield server
-    server.stop()
+    with prometheus_holding([]) as server:
+        yield server
 
 
 def chart_rbac(namespace: str) -> list[dict[str, Any]]:
