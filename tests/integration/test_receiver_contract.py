@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,8 @@ import requests
 import yaml
 
 from runner_sizer.devcluster.receiver_standin import SizingRequest, StandinServer
+from runner_sizer.recommender.strategy import Sizing
+from runner_sizer.recommender.table import answer_body
 from tests.integration.conftest import RECOMMENDED
 
 SPEC: dict[str, Any] = yaml.safe_load(
@@ -92,3 +96,21 @@ def test_token_scope_holds_nothing_undocumented() -> None:
 def test_document_rejects_what_the_client_ignores(body: dict[str, Any]) -> None:
     with pytest.raises(jsonschema.ValidationError):
         validate("Recommendation", body)
+
+
+def test_the_recommenders_oom_field_is_an_optional_documented_extension() -> None:
+    sizing = Sizing(
+        cpu=Decimal(1),
+        memory=Decimal(2 * 2**30),
+        memory_limit=Decimal(2 * 2**30),
+        runs=5,
+        oom_floor=Decimal(2 * 2**30),
+        killed_at=1_790_000_000.0,
+    )
+    body = json.loads(answer_body(sizing))
+    assert body["oom"] == {"memory_floor": "2Gi", "killed_at": "2026-09-21T14:13:20.000Z"}
+    validate("Recommendation", body)
+    validate("Recommendation", {k: v for k, v in body.items() if k != "oom"})
+    assert "oom" not in SPEC["components"]["schemas"]["Recommendation"].get("required", [])
+    with pytest.raises(jsonschema.ValidationError):
+        validate("Recommendation", {**body, "oom": {"killed_at": body["oom"]["killed_at"]}})
