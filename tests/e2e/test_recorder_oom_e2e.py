@@ -193,3 +193,21 @@ def test_the_recorder_keeps_kills_through_the_charts_rbac(
         assert process.metric("runner_sizer_recorder_flush_errors_total") == 0
     finally:
         kube.delete(f"{rbac}/clusterroles/{cluster_role}")
+
+
+def test_two_replicas_count_a_kill_once(
+    cluster: ClusterUnderTest, namespace: str, recorders: list[RecorderProcess]
+) -> None:
+    election = ["--lease-duration=3", "--renew-deadline=2", "--retry-period=0.5"]
+    replicas = [start(cluster, namespace, recorders, *election) for _ in range(2)]
+    wait_for(
+        lambda: sum(r.metric("runner_sizer_recorder_leader") for r in replicas) == 1,
+        what="a leader",
+    )
+    uid = ended_job(cluster, namespace, SUSPECTED)["metadata"]["uid"]
+    wait_for(lambda: uid in stored(cluster, namespace), timeout=10, what="the kill stored")
+    wait_for(
+        lambda: all(r.metric("runner_sizer_recorder_oom_records") == 1 for r in replicas),
+        what="both replicas to know the kill",
+    )
+    assert sum(kills(r, "suspected") for r in replicas) == 1

@@ -60,6 +60,7 @@ class OomKeeper:
                             "pod_uid": record.pod_uid,
                         },
                     )
+            self._metrics.oom_records.set(len(self._records))
 
     def load(self) -> None:
         """The stored records join the ones seen so far (raises while the API is away)."""
