@@ -7,6 +7,8 @@ import socket
 import ssl
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import requests
@@ -205,6 +207,31 @@ def test_non_runner_and_update_are_allowed_unchanged(webhook: WebhookProcess) ->
     for review in (plain, update):
         admission = post_review(webhook, review)
         assert admission.review["response"] == {"uid": review["request"]["uid"], "allowed": True}
+
+
+def test_shed_answers_are_valid_reviews_that_change_nothing(
+    standin: StandinServer, fresh_job: RunnerJob
+) -> None:
+    """A budget of 1 us is past before any work starts (the TLS read and the HTTP parse
+    alone take longer), so every admission is shed: sequential and 4 at a time."""
+    process = start_webhook(standin, "--shed-after=0.000001")
+    try:
+        reviews = [runner_review(fresh_job) for _ in range(12)]
+        calls = sum(standin.state.calls.values())
+        admissions = [post_review(process, review) for review in reviews[:4]]
+        with ThreadPoolExecutor(4) as pool:
+            admissions += pool.map(partial(post_review, process), reviews[4:])
+        for review, admission in zip(reviews, admissions, strict=True):
+            assert admission.status_code == 200
+            assert admission.review == {
+                "apiVersion": "admission.k8s.io/v1",
+                "kind": "AdmissionReview",
+                "response": {"uid": review["request"]["uid"], "allowed": True},
+            }
+        assert metric_value(process, "runner_sizer_webhook_admissions_total", outcome="shed") == 12
+        assert sum(standin.state.calls.values()) == calls, "a shed admission asks nothing"
+    finally:
+        process.stop()
 
 
 def test_metrics_are_exposed(webhook: WebhookProcess, admit: Admit, fresh_job: RunnerJob) -> None:

@@ -153,6 +153,8 @@ def mutate(environ: WSGIEnvironment, services: Services) -> tuple[str, bytes]:
         return "400 Bad Request", _error(f"not an AdmissionReview: {error}"[:300])
     finally:
         services.metrics.admission_seconds.observe(time.perf_counter() - started)
+        if services.shedder is not None:
+            services.shedder.answered()
     return "200 OK", orjson.dumps(answer)
 
 

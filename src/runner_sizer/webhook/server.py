@@ -38,7 +38,7 @@ def _build_services(settings: WebhookSettings) -> Services:
     from runner_sizer.webhook.metrics import build_metrics  # noqa: PLC0415
     from runner_sizer.webhook.namespace_view import NamespaceView  # noqa: PLC0415
     from runner_sizer.webhook.receiver import ReceiverClient  # noqa: PLC0415
-    from runner_sizer.webhook.shedding import HubLag, Shedder  # noqa: PLC0415
+    from runner_sizer.webhook.shedding import HubWait, Shedder  # noqa: PLC0415
 
     def connect() -> KubeClient:
         return KubeClient.from_kubeconfig(settings.kubeconfig)
@@ -57,7 +57,7 @@ def _build_services(settings: WebhookSettings) -> Services:
         namespaces.start()
     shedder = None
     if settings.shed_after_seconds > 0:
-        shedder = Shedder(settings.shed_after_seconds, HubLag())
+        shedder = Shedder(settings.shed_after_seconds, HubWait())
     return Services(settings, metrics, receiver, history, namespaces, shedder)
 
 
