@@ -1,43 +1,65 @@
-"""`make bench` (history part): what a recorder flush costs the apiserver and each webhook pod.
+"""`make bench` (history part): what recorder flushes cost the apiserver and each webhook pod.
 
 A local control plane, a history preloaded to KEYS keys (synthetic entries of
 realistic size), the real recorder at its default 1 s flush interval, and pods
-created already bound to nodes at RATE/s, each with a key of its own (random
-keys: the worst case for a sharded layout). A namespace-wide watch on the
-history's ConfigMaps counts, over the window:
+created already bound to nodes at 100/s, each with a key of its own (random
+keys: the worst case for shards). A namespace-wide watch on the history's
+ConfigMaps counts, over the window:
 
-- written: the JSON bytes of each stored object version (what the recorder
-  PUT or POSTed: the object without the server's managedFields);
-- received: the JSON bytes of each watch event, as a webhook pod receives them
-  (it watches exactly these objects).
+- written: the JSON of each stored object version (what the recorder PUT or
+  POSTed: the object without the server's managedFields);
+- received: the JSON of each watch event, as a webhook pod receives it (it
+  watches exactly these objects).
 
-Prints one JSON line per scenario.
+The baseline is today's single-object design: every flush rewrites the whole
+history (`--history-shards=1 --compact-after-bytes=1`: the one shard at every
+flush, beside a head of a few bytes). At 50,000 keys a single object cannot
+exist (1 MiB), so its figure is the history's size once per flush interval.
+The large scenario also runs the real webhook (affinity on, watching the live
+history) under vegeta at 500 admissions/s. Prints one JSON line per scenario.
+
+    python -m bench.history [SECONDS]
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import random
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
+import requests
+
+from bench.webhook import RECOMMENDED, attack, receiver_key, sample_reviews, summarize, vegeta
 from runner_sizer.devcluster.binaries import ensure_binaries
 from runner_sizer.devcluster.cluster import LocalCluster
+from runner_sizer.devcluster.receiver_standin import StandinServer, StandinState
 from runner_sizer.devcluster.recorder_process import RecorderProcess
 from runner_sizer.devcluster.runnerpods import RunnerJob, runner_pod
-from runner_sizer.history.ledger import History, to_data
+from runner_sizer.devcluster.webhook_process import running_webhook
+from runner_sizer.history.keys import HistoryKey, history_key
+from runner_sizer.history.ledger import History, data_bytes, to_data
 from runner_sizer.history.placements import Placement
+from runner_sizer.history.recordset import LAYOUT_KEY
+from runner_sizer.history.recordset_store import RecordSet
 from runner_sizer.kube.client import JSON, KubeClient
 
 NAME = "runner-sizer-history"
 CREATORS = 16
 RATE = 100.0
+ADMISSIONS_PER_S = 500
 COMPACT = {"separators": (",", ":")}
+SINGLE_OBJECT = ("--history-shards=1", "--compact-after-bytes=1")
+LARGE = ("--max-keys=50000", "--max-bytes=9000000")
 
 
 def synthetic_history(keys: int, now_ms: int) -> History:
@@ -46,8 +68,7 @@ def synthetic_history(keys: int, now_ms: int) -> History:
     return {
         f"runner-{rng.getrandbits(32):08x}-project-{rng.randrange(10**6, 10**7)}": [
             Placement(
-                f"ip-10-{rng.randrange(256)}-{rng.randrange(256)}-{rng.randrange(256)}"
-                ".eu-west-1.compute.internal",
+                f"ip-10-{rng.randrange(256)}-{rng.randrange(256)}-{rng.randrange(256)}.ec2.internal",
                 now_ms - rng.randrange(10**9) - slot * 10**8,
             )
             for slot in range(3)
@@ -63,6 +84,9 @@ class Traffic:
     written: int = 0
     received: int = 0
     events: int = 0
+    shard_bytes: int = 0  # written to shards (compactions; the whole object for one shard)
+    compactions: int = 0  # head versions naming a new layout generation
+    generation: str = ""
     counting: threading.Event = field(default_factory=threading.Event)
     stop: threading.Event = field(default_factory=threading.Event)
 
@@ -81,31 +105,52 @@ class Traffic:
                     self.received += len(json.dumps(event, **COMPACT))  # type: ignore[arg-type]
                     if event.get("type") != "DELETED":
                         stored = {k: v for k, v in metadata.items() if k != "managedFields"}
-                        body = {**obj, "metadata": stored}
-                        self.written += len(json.dumps(body, **COMPACT))  # type: ignore[arg-type]
+                        size = len(json.dumps({**obj, "metadata": stored}, **COMPACT))  # type: ignore[arg-type]
+                        self.written += size
+                        if metadata["name"] != prefix:
+                            self.shard_bytes += size
+                        layout = (obj.get("data") or {}).get(LAYOUT_KEY, "")
+                        if metadata["name"] == prefix and layout != self.generation:
+                            self.compactions += bool(self.generation)
+                            self.generation = layout
                 if self.stop.is_set():
                     return
 
 
-def bound_pods(cluster: LocalCluster, namespace: str, rate: float, seconds: float) -> int:
-    """Create runner pods bound to nodes at `rate`/s for `seconds`; returns how many."""
+def bound_pods(cluster: LocalCluster, namespace: str, seconds: float) -> int:
+    """Create runner pods bound to nodes at RATE/s for `seconds`; returns how many."""
     local = threading.local()
-    total = int(rate * seconds)
     began = time.monotonic()
 
     def create(index: int) -> None:
         if not hasattr(local, "kube"):
             local.kube = KubeClient.from_kubeconfig(str(cluster.kubeconfig))
-        delay = began + index / rate - time.monotonic()
+        delay = began + index / RATE - time.monotonic()
         if delay > 0:
             time.sleep(delay)
         manifest = runner_pod(RunnerJob(runner_short=uuid.uuid4().hex[:8], services=()))
         manifest["spec"]["nodeName"] = cluster.node_names[index % len(cluster.node_names)]
         local.kube.post(f"/api/v1/namespaces/{namespace}/pods", manifest)
 
+    total = int(RATE * seconds)
     with ThreadPoolExecutor(CREATORS) as pool:
         list(pool.map(create, range(total)))
     return total
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def preload_single(kube: KubeClient, namespace: str, history: History) -> None:
+    body = {"metadata": {"name": NAME}, "data": to_data(history)}
+    kube.post(f"/api/v1/namespaces/{namespace}/configmaps", body)
+
+
+def preload_sharded(kube: KubeClient, namespace: str, history: History) -> None:
+    RecordSet(kube, namespace, NAME).update(lambda _: (to_data(history), None))
 
 
 @dataclass(frozen=True)
@@ -114,17 +159,68 @@ class Scenario:
     keys: int
     preload: Callable[[KubeClient, str, History], None]
     recorder_args: tuple[str, ...] = ()
+    webhook: bool = False  # the real webhook at ADMISSIONS_PER_S meanwhile
 
 
-def measure(
-    cluster: LocalCluster, scenario: Scenario, rate: float, seconds: float
-) -> dict[str, object]:
+@contextlib.contextmanager
+def webhook_load(cluster: LocalCluster, namespace: str, seconds: float) -> Iterator[dict[str, Any]]:
+    """The real webhook on the live history, attacked at ADMISSIONS_PER_S for `seconds`."""
+    reviews = sample_reviews()
+    state = StandinState(recommendations={receiver_key(r): RECOMMENDED for r in reviews})
+    standin = StandinServer(state).start()
+    result: dict[str, Any] = {}
+    try:
+        with running_webhook(
+            standin.url,
+            "--log-level=warning",
+            f"--kubeconfig={cluster.kubeconfig}",
+            f"--history-namespace={namespace}",
+            f"--history-configmap={NAME}",
+        ) as webhook:
+            webhook.wait_ready(timeout=120)
+            for review in reviews:  # warm the receiver caches of both workers
+                for _ in range(4):
+                    requests.post(
+                        f"{webhook.url}/mutate", json=review, verify=str(webhook.ca_file), timeout=5
+                    )
+            attacker = threading.Thread(
+                target=lambda: result.update(
+                    attack(
+                        vegeta(),
+                        webhook,
+                        reviews,
+                        rate=ADMISSIONS_PER_S,
+                        seconds=int(seconds),
+                        workers=16,
+                    )
+                ),
+                daemon=True,
+            )
+            attacker.start()
+            yield result
+            attacker.join()
+            metrics = requests.get(webhook.metrics_url, timeout=5).text
+            result["shed"] = sum(
+                float(line.rsplit(" ", 1)[1])
+                for line in metrics.splitlines()
+                if line.startswith("runner_sizer_webhook_admissions_total")
+                and 'outcome="shed"' in line
+            )
+    finally:
+        standin.stop()
+
+
+def measure(cluster: LocalCluster, scenario: Scenario, seconds: float) -> dict[str, object]:
     # Pods bound to kubelet-less nodes never finish deleting: each scenario has a
     # namespace of its own, left behind with the cluster.
     namespace = f"bench-{uuid.uuid4().hex[:8]}"
     kube = KubeClient.from_kubeconfig(str(cluster.kubeconfig))
     kube.post("/api/v1/namespaces", {"metadata": {"name": namespace}})
-    scenario.preload(kube, namespace, synthetic_history(scenario.keys, int(time.time() * 1000)))
+    history = synthetic_history(scenario.keys, int(time.time() * 1000))
+    for review in sample_reviews():  # the webhook finds the samples' keys
+        key = history_key(HistoryKey.RUNNER_PROJECT, review["request"]["object"]["metadata"])
+        history[str(key)] = [Placement(cluster.node_names[1], int(time.time() * 1000))]
+    scenario.preload(kube, namespace, history)
     recorder = RecorderProcess(
         cluster.kubeconfig,
         namespace,
@@ -135,43 +231,61 @@ def measure(
             *scenario.recorder_args,
         ],
     ).start(timeout=120)
+    assert recorder.process.popen is not None
     traffic = Traffic()
     watcher = KubeClient.from_kubeconfig(str(cluster.kubeconfig))
     threading.Thread(target=traffic.watch, args=(watcher, namespace, NAME), daemon=True).start()
+    load = webhook_load(cluster, namespace, seconds) if scenario.webhook else None
     try:
-        time.sleep(3)  # the recorder's first flush after its load
-        traffic.counting.set()
-        began = time.monotonic()
-        created = bound_pods(cluster, namespace, rate, seconds)
-        elapsed = time.monotonic() - began
-        traffic.counting.clear()
-        return {
+        with load or contextlib.nullcontext({}) as admissions:
+            time.sleep(3)  # the recorder's first flush after its load (a move, if any)
+            traffic.counting.set()
+            cpu_before = cpu_seconds(recorder.process.popen.pid)
+            recorded_before = recorder.metric("runner_sizer_recorder_bindings_recorded_total")
+            began = time.monotonic()
+            created = bound_pods(cluster, namespace, seconds)
+            elapsed = time.monotonic() - began
+            traffic.counting.clear()
+            cpu = cpu_seconds(recorder.process.popen.pid) - cpu_before
+            recorded = recorder.metric("runner_sizer_recorder_bindings_recorded_total")
+            recorded -= recorded_before
+        result: dict[str, object] = {
             "scenario": scenario.name,
             "keys": scenario.keys,
-            "bindings_per_s": round(created / elapsed, 1),
+            "history_bytes": data_bytes(to_data(history)),
+            "bindings_created_per_s": round(created / elapsed, 1),
+            "bindings_recorded_per_s": round(recorded / elapsed, 1),
             "seconds": round(elapsed, 1),
             "written_bytes_per_s": round(traffic.written / elapsed),
             "received_bytes_per_webhook_pod_per_s": round(traffic.received / elapsed),
-            "object_versions": traffic.events,
-            "bytes_per_version": round(traffic.written / max(traffic.events, 1)),
+            "object_versions_per_s": round(traffic.events / elapsed, 2),
+            "shard_written_bytes_per_s": round(traffic.shard_bytes / elapsed),
+            "compactions": traffic.compactions,
             "stored_keys": int(recorder.metric("runner_sizer_recorder_history_keys")),
+            "recorder_cpu_percent": round(100 * cpu / elapsed, 1),
         }
+        if admissions:
+            result["webhook"] = summarize(
+                f"open_loop_{ADMISSIONS_PER_S}rps_live_history", admissions
+            ) | {"shed": admissions.get("shed")}
+        return result
     finally:
         traffic.stop.set()
         recorder.stop()
 
 
-def single_configmap(kube: KubeClient, namespace: str, history: History) -> None:
-    body = {"metadata": {"name": NAME}, "data": to_data(history)}
-    kube.post(f"/api/v1/namespaces/{namespace}/configmaps", body)
-
-
 def main(argv: list[str]) -> int:
     seconds = float(argv[0]) if argv else 30.0
-    scenarios = [Scenario("history_single_configmap_5000_keys", 5000, single_configmap)]
+    scenarios = [
+        Scenario("single_object_5000_keys", 5000, preload_single, SINGLE_OBJECT),
+        Scenario("sharded_5000_keys", 5000, preload_single),
+        Scenario("sharded_50000_keys", 50000, preload_sharded, LARGE, webhook=True),
+    ]
+    only = set(argv[1:])
     with LocalCluster(ensure_binaries()) as cluster:
         for scenario in scenarios:
-            print(json.dumps(measure(cluster, scenario, RATE, seconds)), flush=True)
+            if not only or scenario.name in only:
+                print(json.dumps(measure(cluster, scenario, seconds)), flush=True)
     return 0
 
 

@@ -43,6 +43,7 @@ def test_records_round_trip_through_text() -> None:
     data = {"b64.a2V5": "node-a@1,node-b@2", "plain-key": "x y z"}
     assert decode(encode(data)) == data
     assert decode("no-entry\n\n good\n") == {"no-entry": ""}, "an empty key is skipped"
+    assert decode(encode({"k": "a\u2028b\x85c"})) == {"k": "a\u2028b\x85c"}, "only \\n ends a line"
     assert records_bytes({"k": "v"}) == len("k v\n") + 0
 
 

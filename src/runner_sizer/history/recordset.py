@@ -83,7 +83,7 @@ def encode(records: Mapping[str, str]) -> str:
 def decode(text: str) -> Records:
     """Records of an object's text; lines without a key are skipped."""
     records: Records = {}
-    for line in text.splitlines():
+    for line in text.split("\n"):
         key, _, entry = line.partition(" ")
         if key:
             records[key] = entry

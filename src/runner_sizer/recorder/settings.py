@@ -162,11 +162,13 @@ def load_settings(argv: Sequence[str], environ: Mapping[str, str] = os.environ) 
     bound = history_bound(values["max_keys"], values["max_nodes_per_key"], values["max_bytes"])
     if values["history_shards"] > MAX_SHARDS:
         raise OptionError(f"{setting(ENV_PREFIX, 'history-shards')}: at most {MAX_SHARDS}")
-    capacity = values["history_shards"] * SHARD_BYTES
+    # One shard holds it all (nothing to hash unevenly): the object's limit, as before shards.
+    shards = values["history_shards"]
+    capacity = CONFIGMAP_DATA_LIMIT if shards == 1 else shards * SHARD_BYTES
     if bound > capacity:
         raise OptionError(
             f"{setting(ENV_PREFIX, 'max-bytes')}: the history could reach {bound} bytes, over "
-            f"{capacity} ({values['history_shards']} shards of {SHARD_BYTES}); lower "
+            f"what {shards} shard(s) hold ({capacity}); lower "
             "--max-bytes or --max-keys, or raise --history-shards"
         )
     if values["compact_after_bytes"] > MAX_COMPACT_AFTER:
