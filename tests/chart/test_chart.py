@@ -104,10 +104,14 @@ def test_webhook_configuration_defaults(values: Any) -> None:
         "path": "/mutate",
         "port": 443,
     }
-    # TLS mode helm: the caBundle is the CA stored beside the serving pair.
-    secret = one(manifests, "Secret", "rs-webhook-tls")
-    assert hook["clientConfig"]["caBundle"] == secret["data"]["ca.crt"]
-    assert b"BEGIN CERTIFICATE" in base64.b64decode(secret["data"]["tls.crt"])
+    # TLS mode managed: no caBundle rendered, an empty Secret the webhook fills and Helm keeps.
+    assert "caBundle" not in hook["clientConfig"]
+    secret = one(manifests, "Secret", "rs-webhook-managed-tls")
+    assert "data" not in secret and secret["type"] == "Opaque"
+    assert secret["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+    assert configuration["metadata"]["annotations"]["runner-sizer.io/inject-ca-from"] == (
+        "ci-sizer/rs-webhook-managed-tls"
+    )
     for name in ("rs-webhook", "rs-recorder"):
         deployment = one(manifests, "Deployment", name)
         assert deployment["spec"]["replicas"] == 2
@@ -116,11 +120,25 @@ def test_webhook_configuration_defaults(values: Any) -> None:
     assert one(manifests, "PodDisruptionBudget")["spec"]["minAvailable"] == 1
     env = {e["name"]: e.get("value") for e in webhook_pod["containers"][0]["env"]}
     assert env["WEBHOOK_SIZER_READ_TOKEN_FILE"] == "/receiver/read-token"
+    assert env["WEBHOOK_TLS_SECRET"] == "ci-sizer/rs-webhook-managed-tls"
+    assert env["WEBHOOK_TLS_MANAGE_WEBHOOK"] == "rs-webhook"
+    assert "WEBHOOK_TLS_CERT_FILE" not in env
+    assert "tls" not in {v["name"] for v in webhook_pod["volumes"]}, "read through a watch"
     assert "example-read-token-value" not in str(webhook_pod), (
         "tokens come from a Secret, never inline"
     )
     receiver = one(manifests, "Secret", "rs-receiver")["stringData"]
     assert receiver["read-token"] == "example-read-token-value"
+
+
+def test_helm_mode_renders_its_generated_ca_as_the_bundle(values: Any) -> None:
+    manifests = render(values("default"), "webhook.tls.mode=helm")
+    hook = one(manifests, "MutatingWebhookConfiguration")["webhooks"][0]
+    secret = one(manifests, "Secret", "rs-webhook-tls")
+    assert hook["clientConfig"]["caBundle"] == secret["data"]["ca.crt"]
+    assert b"BEGIN CERTIFICATE" in base64.b64decode(secret["data"]["tls.crt"])
+    assert not find(manifests, "Secret", "rs-webhook-managed-tls")
+    assert not find(manifests, "ClusterRole", "rs-webhook-ca-bundle")
 
 
 def test_url_client_config(values: Any) -> None:
@@ -223,6 +241,28 @@ def test_rbac_is_exactly_what_the_services_need(values: Any) -> None:
             "resources": ["configmaps"],
             "resourceNames": every_name("rs-runner-sizer-history"),
             "verbs": ["get", "list", "watch"],
+        },
+        # The kept Secret and its Lease (create cannot name one).
+        {
+            "apiGroups": [""],
+            "resources": ["secrets"],
+            "resourceNames": ["rs-webhook-managed-tls"],
+            "verbs": ["get", "list", "watch", "update"],
+        },
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "resourceNames": ["rs-webhook-managed-tls"],
+            "verbs": ["get", "update"],
+        },
+    ]
+    assert one(manifests, "ClusterRole", "rs-webhook-ca-bundle")["rules"] == [
+        {
+            "apiGroups": ["admissionregistration.k8s.io"],
+            "resources": ["mutatingwebhookconfigurations"],
+            "resourceNames": ["rs-webhook"],
+            "verbs": ["get", "list", "watch", "update"],
         }
     ]
     recorder_role = one(manifests, "Role", "rs-recorder")
@@ -236,7 +276,7 @@ def test_rbac_is_exactly_what_the_services_need(values: Any) -> None:
         {
             "apiGroups": [""],
             "resources": ["configmaps"],
-            "resourceNames": shards + every_name("rs-runner-sizer-ooms")[1:],
+            "resourceNames": shards,
             "verbs": ["get", "update", "delete"],
         },
         {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]},
@@ -265,6 +305,7 @@ def test_rbac_is_exactly_what_the_services_need(values: Any) -> None:
         "rs-recorder-pods",
         "rs-recorder-nodes",
         "rs-webhook-namespace-rules",
+        "rs-webhook-ca-bundle",
     }
 
 

@@ -85,8 +85,19 @@ def test_notes_in_url_mode(tmp_path: Path) -> None:
     text = notes(tmp_path, "webhook.admission.url=https://hook.example:9443/mutate")
     assert "rollout status" not in text, "nothing in the cluster serves admissions"
     assert "Deployment and Service rs-webhook are still created" in text
-    assert "After a reinstall the CA is new" in text
-    assert "Secret ci-sizer/rs-webhook-tls" in text
+    assert "After a reinstall the CA is new only if the Secret was deleted" in text
+    assert "--tls-secret ci-sizer/rs-webhook-managed-tls" in text
+    helm_mode = notes(
+        tmp_path / "helm", "webhook.admission.url=https://hook.example:9443/mutate",
+        "webhook.tls.mode=helm",
+    )  # fmt: skip
+    assert "After a reinstall the CA is new:" in helm_mode
+    assert "Secret ci-sizer/rs-webhook-tls" in helm_mode
+
+
+def test_notes_name_what_the_managed_mode_leaves_behind(tmp_path: Path) -> None:
+    text = notes(tmp_path)
+    assert "delete secret,lease rs-webhook-managed-tls" in text
 
 
 def without_generated_tls(manifests: Manifests) -> list[dict[str, Any]]:
@@ -117,7 +128,7 @@ def test_two_renders_are_identical_but_for_helm_generated_tls(values_file: Path)
         m["kind"] == "Secret" and m["metadata"]["name"].endswith("-webhook-tls") for m in parsed[0]
     )
     if not helm_tls:
-        assert first == second, "cert-manager and existing-Secret modes render byte for byte"
+        assert first == second, "managed, cert-manager and existing-Secret modes: byte for byte"
         return
     assert first != second, "tls.mode=helm generates a new CA per render (documented)"
     assert without_generated_tls(parsed[0]) == without_generated_tls(parsed[1])

@@ -81,6 +81,7 @@ def test_webhook_configuration_metadata_and_match_conditions(values: Any) -> Non
     assert configuration["metadata"]["annotations"] == {
         "admissions.enforcer/disabled": "true",
         "argocd.argoproj.io/sync-options": "ServerSideApply=true",
+        "runner-sizer.io/inject-ca-from": "ci-sizer/rs-webhook-managed-tls",
     }
     (hook,) = configuration["webhooks"]
     assert hook["name"] == "rs.ci-sizer.pods.runner-sizer.io"
@@ -93,7 +94,10 @@ def test_aks_admissions_enforcer_is_off_by_default_and_cert_manager_annotates_to
     values: Any,
 ) -> None:
     default = one(render(), "MutatingWebhookConfiguration")
-    assert default["metadata"]["annotations"] == {"admissions.enforcer/disabled": "true"}
+    assert default["metadata"]["annotations"] == {
+        "admissions.enforcer/disabled": "true",
+        "runner-sizer.io/inject-ca-from": "ci-sizer/rs-webhook-managed-tls",
+    }
     assert "matchConditions" not in default["webhooks"][0]
     cert_manager = one(render(values("cert-manager")), "MutatingWebhookConfiguration")
     assert cert_manager["metadata"]["annotations"] == {

@@ -73,6 +73,9 @@ def install_args(installed: Installed, *extra: str) -> list[str]:
         "--set", "webhook.metrics.prometheusRule.enabled=true",
         "--set", "recorder.metrics.serviceMonitor.enabled=true",
         "--set", "recorder.metrics.prometheusRule.enabled=true",
+        # Helm's generated pair, which the local webhook serves from files (managed mode:
+        # tests/e2e/test_managed_tls_e2e.py).
+        "--set", "webhook.tls.mode=helm",
         *extra,
     ]  # fmt: skip
 
@@ -407,7 +410,7 @@ def test_switching_tls_modes(cluster: ClusterUnderTest, crds: None) -> None:
         return bundle
 
     try:
-        upgrade()
+        upgrade("webhook.tls.mode=helm")
         first = cluster.kube.get(f"{secrets}/switch-webhook-tls")["data"]["ca.crt"]
         assert ca_bundle() == first
         upgrade("webhook.tls.mode=cert-manager")

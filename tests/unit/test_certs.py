@@ -141,3 +141,9 @@ def test_hosts_follow_the_client_config() -> None:
     url = {"webhooks": [{"clientConfig": {"url": "https://127.0.0.1:8443/mutate"}}]}
     assert hosts_for(url) == ("127.0.0.1",)
     assert hosts_for({}) == ()
+
+
+def test_a_shortened_validity_rotates_the_ca_at_once() -> None:
+    shorter = Policy(ca_validity=30 * DAY, cert_validity=10 * DAY, overlap=OVERLAP)
+    step = plan(fresh(), HOSTS, T0 + DAY, shorter, SETTLED)
+    assert step is not None and step.reasons == ("next CA added to the bundle",)

@@ -33,6 +33,7 @@ from runner_sizer.certs.authority import (
 
 # Renew when a third of the lifetime is left, as cert-manager does by default.
 RENEW_WHEN_LEFT = 1 / 3
+SLACK = datetime.timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,10 @@ def _usable_ca(pair: Pair | None, now: datetime.datetime) -> Pair | None:
 
 
 def _due(pair: Pair, validity: datetime.timedelta, now: datetime.datetime) -> bool:
-    return remaining(pair.cert, now) < validity * RENEW_WHEN_LEFT
+    """A third of the lifetime left, or more than a whole one: a shortened validity
+    (to force a rotation, or a stricter policy) applies at once."""
+    left = remaining(pair.cert, now)
+    return left < validity * RENEW_WHEN_LEFT or left > validity + SLACK
 
 
 def _serving_problem(

@@ -40,8 +40,9 @@ def check_environment(settings: WebhookSettings) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
     try:
-        settings = load_settings(sys.argv[1:] if argv is None else argv)
+        settings = load_settings(args)
         check_environment(settings)
     except SettingsError as error:
         print(f"runner-sizer-webhook: invalid configuration: {error}", file=sys.stderr)
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     with multiprocess_dir():
         from runner_sizer.webhook.server import WebhookServer  # noqa: PLC0415 - after the dir
 
-        WebhookServer(settings).run()
+        WebhookServer(settings, args).run()
     return 0
 
 

@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry, multiprocess, start_http_server
 
 from runner_sizer.observability.logs import gunicorn_logging
 from runner_sizer.serving import yield_to_other_connections
+from runner_sizer.webhook.keeper_child import KeeperChild
 from runner_sizer.webhook.settings import WebhookSettings
 
 if TYPE_CHECKING:
@@ -62,8 +63,10 @@ def _build_services(settings: WebhookSettings) -> Services:
 
 
 class WebhookServer(BaseApplication):  # type: ignore[misc]
-    def __init__(self, settings: WebhookSettings) -> None:
+    def __init__(self, settings: WebhookSettings, argv: list[str] | None = None) -> None:
+        """`argv`: the flags `settings` came from, for the certificate keeper child."""
         self.settings = settings
+        self.keeper = KeeperChild(argv or []) if settings.tls_management else None
         super().__init__()
 
     def load_config(self) -> None:
@@ -86,6 +89,7 @@ class WebhookServer(BaseApplication):  # type: ignore[misc]
             "child_exit": _child_exit,
             "post_request": yield_to_other_connections,
             "when_ready": self._when_ready,
+            "on_exit": self._on_exit,
             **gunicorn_logging(settings.log_level),
             "worker_tmp_dir": settings.worker_tmp_dir,
             "proc_name": "runner-sizer-webhook",
@@ -95,7 +99,13 @@ class WebhookServer(BaseApplication):  # type: ignore[misc]
         for key, value in options.items():
             self.cfg.set(key, value)
 
+    def _on_exit(self, _arbiter: Any) -> None:
+        if self.keeper is not None:
+            self.keeper.stop()
+
     def _when_ready(self, _arbiter: Any) -> None:
+        if self.keeper is not None:
+            self.keeper.start()
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         start_http_server(self.settings.metrics_port, self.settings.metrics_host, registry=registry)

@@ -4,13 +4,16 @@
 
 {{- /*
 One Secret name per mode, so switching modes never meets a Secret of the other owner:
-Helm's own (mode helm), cert-manager's (which Helm must neither adopt nor delete), yours.
+Helm's own (mode helm), cert-manager's (which Helm must neither adopt nor delete), the
+webhook's own (mode managed, kept on uninstall), yours.
 */ -}}
 {{- define "webhook.tlsSecretName" -}}
 {{- if eq .Values.tls.mode "secret" -}}
 {{- required "tls.secret.name is required with tls.mode=secret" .Values.tls.secret.name -}}
 {{- else if eq .Values.tls.mode "cert-manager" -}}
 {{- printf "%s-cert-manager-tls" (include "webhook.fullname" .) -}}
+{{- else if eq .Values.tls.mode "managed" -}}
+{{- printf "%s-managed-tls" (include "webhook.fullname" .) -}}
 {{- else -}}
 {{- printf "%s-tls" (include "webhook.fullname" .) -}}
 {{- end -}}
