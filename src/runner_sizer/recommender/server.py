@@ -3,6 +3,7 @@
 One process, so one refresher and one copy of the table: a second worker would
 double the queries and the memory; a replica more is the way to scale. Lookups
 are a dictionary read, so gunicorn's own work per request is most of the cost.
+
 Measured in one run, alternating, with vegeta at 1,000 sizing requests/s over
 keep-alive on 2 cores shared with other work (load ~5): gthread (8 threads)
 used 600-730 us of worker CPU per request (each request goes poller thread →
@@ -11,6 +12,18 @@ and without gunicorn's access-log record (built per request though no handler
 printed it) 340-380 us, p99 5-31 ms. In `make bench`, one connection's
 sequential p99 went from 2.9 to 1.2 ms. On such a box p99 is set by the time the
 worker waits for a CPU, which the CPU it needs per request shortens.
+
+Since sizing answers skip Werkzeug (see app.py), gunicorn's own work is most of
+what is left: sending headers and body in two sends (~30 % of the worker's busy
+time in py-spy), parsing (~20 %), the environ. Tried alternately against it in
+one run (load 8-13 from other work; worker CPU per request): gunicorn's C parser
+(gunicorn[fast], gunicorn_h1c 0.6.9) 275-313 against 275-286 us, as the Python
+header policy around it is most of the parse; TCP_CORK from the app to
+post_request, one segment per answer, 278-314 against 281-343 us; the
+gevent_pywsgi worker 240-279 against 277-343 us, which also sends twice and has
+no post_request hook for the yield below. None was worth a dependency or the
+fairness.
+
 The refresh is CPU-bound for seconds (the first one for ~30 s): it runs in a
 native thread, so the event loop and the worker's heartbeat go on meanwhile.
 """
