@@ -8,6 +8,7 @@ from cryptography import x509
 
 from runner_sizer.certs.authority import hosts_of, signed_by, split_pem
 from runner_sizer.certs.hosts import hosts_for
+from runner_sizer.certs.keeper import FirstSeen, carried_bundle, with_bundle
 from runner_sizer.certs.plan import Observed, Policy, TlsState, plan
 from runner_sizer.certs.secret_data import decode, encode
 
@@ -147,3 +148,27 @@ def test_a_shortened_validity_rotates_the_ca_at_once() -> None:
     shorter = Policy(ca_validity=30 * DAY, cert_validity=10 * DAY, overlap=OVERLAP)
     step = plan(fresh(), HOSTS, T0 + DAY, shorter, SETTLED)
     assert step is not None and step.reasons == ("next CA added to the bundle",)
+
+
+def test_the_keeper_reads_and_writes_every_webhooks_bundle() -> None:
+    configuration = {
+        "webhooks": [
+            {"clientConfig": {"url": "https://127.0.0.1:1/mutate", "caBundle": "QQ=="}},
+            {"clientConfig": {"url": "https://127.0.0.1:2/mutate"}},
+        ]
+    }
+    assert carried_bundle(configuration) is None, "the webhooks disagree"
+    patched = with_bundle(configuration, "Qg==")
+    assert carried_bundle(patched) == "Qg=="
+    assert "caBundle" not in configuration["webhooks"][1]["clientConfig"], "a copy is patched"
+
+
+def test_first_seen_restarts_with_each_new_value() -> None:
+    now = [100.0]
+    seen = FirstSeen(lambda: now[0])
+    assert seen.age("a") == datetime.timedelta(0)
+    now[0] = 103.0
+    assert seen.age("a") == datetime.timedelta(seconds=3)
+    assert seen.age("b") == datetime.timedelta(0)
+    assert seen.age(None) is None
+    assert seen.age("b") == datetime.timedelta(0)
