@@ -2,9 +2,9 @@
 
 A local control plane, a history preloaded to KEYS keys (synthetic entries of
 realistic size), the real recorder at its default 1 s flush interval, and pods
-created already bound to nodes at 100/s, each with a key of its own (random
-keys: the worst case for shards). A namespace-wide watch on the history's
-ConfigMaps counts, over the window:
+created already bound to nodes at 100/s, each another run of a random stored
+key (random keys: the worst case for shards; the history keeps its size). A
+namespace-wide watch on the history's ConfigMaps counts, over the window:
 
 - written: the JSON of each stored object version (what the recorder PUT or
   POSTed: the object without the server's managedFields);
@@ -117,9 +117,14 @@ class Traffic:
                     return
 
 
-def bound_pods(cluster: LocalCluster, namespace: str, seconds: float) -> int:
-    """Create runner pods bound to nodes at RATE/s for `seconds`; returns how many."""
+def bound_pods(cluster: LocalCluster, namespace: str, keys: list[str], seconds: float) -> int:
+    """Create runner pods bound to nodes at RATE/s for `seconds`; returns how many.
+
+    Each pod is another run of a random stored key (`runner-<short>-project-<id>`),
+    so the history keeps its size, and a run changes its key's entry.
+    """
     local = threading.local()
+    rng = random.Random(11)  # noqa: S311 - synthetic load
     began = time.monotonic()
 
     def create(index: int) -> None:
@@ -128,7 +133,9 @@ def bound_pods(cluster: LocalCluster, namespace: str, seconds: float) -> int:
         delay = began + index / RATE - time.monotonic()
         if delay > 0:
             time.sleep(delay)
-        manifest = runner_pod(RunnerJob(runner_short=uuid.uuid4().hex[:8], services=()))
+        _, short, _, project = rng.choice(keys).split("-")
+        job = RunnerJob(runner_short=short, project_id=int(project), services=())
+        manifest = runner_pod(job)
         manifest["spec"]["nodeName"] = cluster.node_names[index % len(cluster.node_names)]
         local.kube.post(f"/api/v1/namespaces/{namespace}/pods", manifest)
 
@@ -243,7 +250,8 @@ def measure(cluster: LocalCluster, scenario: Scenario, seconds: float) -> dict[s
             cpu_before = cpu_seconds(recorder.process.popen.pid)
             recorded_before = recorder.metric("runner_sizer_recorder_bindings_recorded_total")
             began = time.monotonic()
-            created = bound_pods(cluster, namespace, seconds)
+            synthetic = [key for key in history if key.count("-") == 3]
+            created = bound_pods(cluster, namespace, synthetic, seconds)
             elapsed = time.monotonic() - began
             traffic.counting.clear()
             cpu = cpu_seconds(recorder.process.popen.pid) - cpu_before

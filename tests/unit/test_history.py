@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry
 
 from runner_sizer.history.keys import HistoryKey, history_key, to_configmap_key
 from runner_sizer.history.ledger import (
+    EntrySizes,
     data_bytes,
     drop_nodes,
     evict,
@@ -220,3 +221,26 @@ def test_history_view_finds_hashed_keys() -> None:
     assert key is not None
     view._head.on_event("ADDED", {"data": to_data({key: [Placement("n1", at(1))]})})
     assert view.nodes(key) == ("n1",)
+
+
+def test_entry_sizes_are_the_stored_bytes_and_remembered_per_list() -> None:
+    history = {
+        "k": [Placement("node-a", at(1)), Placement("node-b", at(2))],
+        "b/c": [Placement("n", at(3))],
+    }
+    sizes = EntrySizes()
+    assert sizes.of(history) == {k: data_bytes(to_data({k: v})) for k, v in history.items()}
+    kept = history["k"]
+    history["b/c"] = [Placement("longer-node", at(4))]
+    again = sizes.of(history)
+    assert again["b/c"] == data_bytes(to_data({"b/c": history["b/c"]}))
+    assert history["k"] is kept
+
+
+def test_merge_shares_entries_only_one_side_changed() -> None:
+    shared = [Placement("a", at(1))]
+    ours = {"same": shared, "mine": [Placement("b", at(2))]}
+    theirs = {"same": shared, "theirs": [Placement("c", at(3))]}
+    merged = merge(ours, theirs, 3)
+    assert merged["same"] is shared
+    assert merged == {**ours, **theirs}

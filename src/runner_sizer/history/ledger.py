@@ -50,6 +50,8 @@ def record(history: History, key: str, node: str, at: int, max_nodes: int) -> bo
 def drop_nodes(history: History, nodes: set[str]) -> int:
     """Forget deleted nodes; returns how many placements went."""
     dropped = 0
+    if not nodes:
+        return dropped
     for key in list(history):
         kept = [p for p in history[key] if p.node not in nodes]
         dropped += len(history[key]) - len(kept)
@@ -63,11 +65,20 @@ def drop_nodes(history: History, nodes: set[str]) -> int:
 def merge(
     ours: Mapping[str, list[Placement]], theirs: Mapping[str, list[Placement]], max_nodes: int
 ) -> History:
-    """The union of two writers' histories: no entry of either is lost."""
-    return {
-        key: _merged_placements([*ours.get(key, []), *theirs.get(key, [])], max_nodes)
-        for key in {*ours, *theirs}
-    }
+    """The union of two writers' histories: no entry of either is lost.
+
+    Lists are never changed in place (`record` and `drop_nodes` replace them),
+    so an entry only one side has, or the same list on both, is shared as it is:
+    a flush over 50,000 keys merges only the few that differ.
+    """
+    merged = dict(theirs)
+    for key, placements in ours.items():
+        other = merged.get(key)
+        if other is None or other is placements:
+            merged[key] = placements
+        elif other != placements:
+            merged[key] = _merged_placements([*placements, *other], max_nodes)
+    return merged
 
 
 def to_data(history: Mapping[str, list[Placement]]) -> dict[str, str]:
@@ -103,18 +114,49 @@ def evict_surplus(history: History, max_keys: int) -> list[str]:
     return oldest
 
 
-def evict(history: History, max_keys: int, max_bytes: int = DEFAULT_MAX_BYTES) -> list[str]:
+def entry_bytes(key: str, placements: list[Placement]) -> int:
+    """The bytes of a key and its value as stored (node names are ASCII)."""
+    value = sum(len(p.node) + len(str(p.at)) + 2 for p in placements) - 1
+    return len(to_configmap_key(key)) + value
+
+
+class EntrySizes:
+    """`entry_bytes` of a whole history, remembered per entry list between calls.
+
+    Lists are replaced, never changed in place, so the same list has the same
+    size: a bound checked every flush over 50,000 keys measures only new ones.
+    """
+
+    def __init__(self) -> None:
+        self._known: dict[str, tuple[list[Placement], int]] = {}
+
+    def of(self, history: Mapping[str, list[Placement]]) -> dict[str, int]:
+        known, fresh = self._known, {}
+        for key, placements in history.items():
+            entry = known.get(key)
+            if entry is None or entry[0] is not placements:
+                entry = (placements, entry_bytes(key, placements))
+            fresh[key] = entry
+        self._known = fresh
+        return {key: size for key, (_, size) in fresh.items()}
+
+
+def evict(
+    history: History,
+    max_keys: int,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    sizes: EntrySizes | None = None,
+) -> list[str]:
     """Drop least-recently-used keys until both bounds hold; returns them."""
     evicted = evict_surplus(history, max_keys)
-    sizes = {
-        k: len(to_configmap_key(k).encode()) + len(serialize_placements(history[k]).encode())
-        for k in history
-    }
-    total = sum(sizes.values())
+    sizes_now = (sizes or EntrySizes()).of(history)
+    total = sum(sizes_now.values())
+    if total <= max_bytes:
+        return evicted
     for key in sorted(history, key=lambda k: history[k][0].at):
         if total <= max_bytes:
             break
-        total -= sizes[key]
+        total -= sizes_now[key]
         del history[key]
         evicted.append(key)
     return evicted

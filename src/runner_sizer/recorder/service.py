@@ -17,7 +17,15 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from runner_sizer.history.ledger import History, drop_nodes, evict, evict_surplus, merge, record
+from runner_sizer.history.ledger import (
+    EntrySizes,
+    History,
+    drop_nodes,
+    evict,
+    evict_surplus,
+    merge,
+    record,
+)
 from runner_sizer.history.recordset_store import RecordSet
 from runner_sizer.kube.client import JSON, KubeClient
 from runner_sizer.kube.informer import ListWatch
@@ -57,6 +65,7 @@ class Recorder:
         self._grown = False  # something recorded since the last eviction
         self._recent: set[str] = set()  # keys recorded since the last snapshot
         self._tombstones = Tombstones()
+        self._sizes = EntrySizes()
         self._flush_problem = RecurringProblem(log, "history flush failed")
         self._stop = threading.Event()
         self._synced: dict[str, bool] = {}
@@ -197,7 +206,7 @@ class Recorder:
         with self._lock:
             if not self._changed:
                 return
-            snapshot = {k: list(v) for k, v in self._history.items()}
+            snapshot = dict(self._history)  # lists are replaced, never changed in place
             buried = self._tombstones.nodes()
             self._changed = False
             self._recent.clear()
@@ -232,7 +241,7 @@ class Recorder:
             if not self._grown:
                 return
             self._grown = False
-            evicted = evict(self._history, s.max_keys, s.max_bytes)
+            evicted = evict(self._history, s.max_keys, s.max_bytes, self._sizes)
             keys = len(self._history)
         self.metrics.evictions.inc(len(evicted))
         self.metrics.history_keys.set(keys)

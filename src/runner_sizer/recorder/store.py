@@ -5,15 +5,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from runner_sizer.history.keys import to_configmap_key
 from runner_sizer.history.ledger import (
+    EntrySizes,
     History,
     data_bytes,
     drop_nodes,
     evict,
     from_data,
     merge,
-    to_data,
 )
+from runner_sizer.history.placements import Placement, serialize_placements
 from runner_sizer.history.recordset_store import RecordSet
 
 
@@ -32,6 +34,10 @@ class ConfigMapStore:
         # The stored records last written and their history: a flush parses
         # what is stored only after another writer changed it.
         self._known: tuple[Mapping[str, str], History] = ({}, {})
+        # history key → (its placements, stored key, stored value) as last encoded:
+        # an unchanged entry (the same list) is not serialised again.
+        self._encoded: dict[str, tuple[list[Placement], str, str]] = {}
+        self._sizes = EntrySizes()
 
     def load(self) -> History:
         """The stored history (empty when nothing is stored)."""
@@ -40,6 +46,17 @@ class ConfigMapStore:
     def _theirs(self, stored: Mapping[str, str]) -> History:
         data, history = self._known
         return history if stored is data else from_data(stored)
+
+    def _encode(self, history: History) -> dict[str, str]:
+        """`to_data(history)`, serialising only the entries that changed."""
+        encoded: dict[str, tuple[list[Placement], str, str]] = {}
+        for key, placements in history.items():
+            known = self._encoded.get(key)
+            if known is None or known[0] is not placements:
+                known = (placements, to_configmap_key(key), serialize_placements(placements))
+            encoded[key] = known
+        self._encoded = encoded
+        return {stored_key: value for _, stored_key, value in encoded.values()}
 
     def flush(
         self,
@@ -59,8 +76,8 @@ class ConfigMapStore:
         def change(stored: Mapping[str, str]) -> tuple[dict[str, str], tuple[History, list[str]]]:
             merged = merge(ours, self._theirs(stored), max_nodes)
             drop_nodes(merged, forgotten_nodes)
-            evicted = evict(merged, max_keys, max_bytes)
-            return to_data(merged), (merged, evicted)
+            evicted = evict(merged, max_keys, max_bytes, self._sizes)
+            return self._encode(merged), (merged, evicted)
 
         update = self._records.update(change)
         merged, evicted = update.result
