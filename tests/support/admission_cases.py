@@ -341,7 +341,7 @@ def receiver_answers(draw: st.DrawFn) -> Answer:
         body[section] = "not-a-map" if sometimes(draw, 10) else values
     if sometimes(draw, 2):  # runner-sizer's recommender after an OOM kill, or a broken one
         floor = {
-            "memory_floor": draw(receiver_quantity("memory")),
+            "memory_floor": draw(st.sampled_from(("8Gi", "64Gi")) | receiver_quantity("memory")),
             "killed_at": "2026-11-26T15:00:00Z",
         }
         body["oom"] = draw(st.sampled_from(("not-a-map", {}))) if sometimes(draw, 8) else floor
