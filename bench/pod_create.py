@@ -214,8 +214,8 @@ def main(argv: list[str]) -> int:
             creates = PodCreates(cluster, kube, seconds)
             quiet = ("--enable-affinity=false", "--log-level=warning")
             webhook = webhook_for(standin.url, *quiet, f"--kubeconfig={cluster.kubeconfig}")
-            webhook.start().wait_ready()
             try:
+                webhook.start().wait_ready()
                 for rate in RATES:
                     without = creates.measure(f"without-{rate}", rate)
                     register(kube, webhook)
