@@ -35,9 +35,17 @@ class OomFlush:
 class OomStore:
     def __init__(self, kube: KubeClient, namespace: str, name: str) -> None:
         self._records = RecordSet(kube, namespace, name, OOM_SHARDS)
+        # The stored data last read or written and its records: a flush parses
+        # what is stored only after another writer changed it.
+        self._known: tuple[Mapping[str, str], list[OomRecord]] = ({}, [])
+
+    def _parsed(self, stored: Mapping[str, str]) -> list[OomRecord]:
+        if stored is not self._known[0]:
+            self._known = stored, from_data(stored)
+        return self._known[1]
 
     def load(self) -> list[OomRecord]:
-        return from_data(self._records.read())
+        return self._parsed(self._records.read())
 
     def flush(
         self, ours: Iterable[OomRecord], now: float, window: float, max_records: int
@@ -46,7 +54,7 @@ class OomStore:
         mine = list(ours)
 
         def change(stored: Mapping[str, str]) -> tuple[dict[str, str], OomFlush]:
-            theirs = from_data(stored)
+            theirs = self._parsed(stored)
             known = {r.pod_uid for r in theirs}
             kept = bound(merge(mine, theirs), now, window, max_records)
             added = [r for r in kept.kept if r.pod_uid not in known]
@@ -54,6 +62,7 @@ class OomStore:
 
         update = self._records.update(change)
         result = update.result
+        self._known = update.data, result.records
         return OomFlush(
             result.records, result.added, result.evicted, update.writes, update.conflicts
         )

@@ -8,6 +8,7 @@ entry never stop anyone.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -46,6 +47,8 @@ def _number(value: float) -> int | float:
     return int(value) if float(value).is_integer() else value
 
 
+# Every flush sizes and writes all records; each is encoded once.
+@functools.lru_cache(maxsize=16384)
 def encode(record: OomRecord) -> str:
     fields: dict[str, Any] = {short: getattr(record, name) for name, short in _TEXT_FIELDS.items()}
     fields["at"] = _number(record.at)
