@@ -276,7 +276,7 @@ def test_rbac_is_exactly_what_the_services_need(values: Any) -> None:
         {
             "apiGroups": [""],
             "resources": ["configmaps"],
-            "resourceNames": shards,
+            "resourceNames": shards + every_name("rs-runner-sizer-ooms")[1:],
             "verbs": ["get", "update", "delete"],
         },
         {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]},
