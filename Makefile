@@ -70,6 +70,7 @@ bench: venv binaries
 	$(BIN)/python -m bench.webhook $(BENCH_SECONDS)
 	$(BIN)/python -m bench.pod_create $(BENCH_SECONDS)
 	$(BIN)/python -m bench.recorder
+	$(BIN)/python -m bench.ooms
 	$(BIN)/python -m bench.history $(BENCH_SECONDS)
 	$(BIN)/python -m bench.recommender $(BENCH_SECONDS)
 	$(BIN)/python -m bench.backtest
