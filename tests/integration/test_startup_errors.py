@@ -220,3 +220,24 @@ def test_clean_shutdown_leaves_no_metrics_dir_and_logs_only_json(
     assert lines and stdout == b""
     for line in lines:
         assert isinstance(json.loads(line), dict), line
+
+
+def test_a_tls_secret_needs_credentials_and_no_files(
+    pair: tuple[Path, Path], home: dict[str, str]
+) -> None:
+    secret_only = [
+        WEBHOOK,
+        f"--listen-addr=127.0.0.1:{free_port()}",
+        "--tls-secret=ci-sizer/rs-webhook-managed-tls",
+        *NO_KUBERNETES,
+    ]
+    assert one_line_error(secret_only, home).endswith(
+        "pass --kubeconfig (--tls-secret reads the certificate through the API)"
+    )
+    both = one_line_error([*webhook_args(*pair), "--tls-secret=ns/s", *NO_KUBERNETES], home)
+    assert both.endswith("--tls-secret (WEBHOOK_TLS_SECRET): or --tls-cert-file, not both")
+    neither = one_line_error([WEBHOOK, *NO_KUBERNETES], home)
+    assert neither.endswith(
+        "--tls-cert-file (WEBHOOK_TLS_CERT_FILE) or --tls-secret (WEBHOOK_TLS_SECRET): "
+        "required for HTTPS"
+    )

@@ -31,12 +31,12 @@ def check_environment(settings: WebhookSettings) -> None:
         problem := kubeconfig_problem(settings.kubeconfig, os.environ)
     ):
         remedy = (
-            "(--tls-secret reads the certificate through the API)"
+            " (--tls-secret reads the certificate through the API)"
             if settings.tls_secret
-            else "or turn off affinity (--enable-affinity=false) and namespace rules "
+            else ", or turn off affinity (--enable-affinity=false) and namespace rules "
             "(--watch-namespace-rules=false)"
         )
-        raise SettingsError(f"{setting(ENV_PREFIX, 'kubeconfig')}: {problem}, {remedy}")
+        raise SettingsError(f"{setting(ENV_PREFIX, 'kubeconfig')}: {problem}{remedy}")
 
 
 def main(argv: list[str] | None = None) -> int:
