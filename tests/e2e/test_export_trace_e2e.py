@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from runner_sizer.devcluster.prometheus import PrometheusServer
-from runner_sizer.history.ooms import OomRecord, to_data
+from runner_sizer.history.oom_store import OomStore
+from runner_sizer.history.ooms import OomRecord
 from runner_sizer.recommender.backtest import STRATEGIES, read_trace
 from runner_sizer.recommender.promql import Identity
 from tests.e2e.conftest import ClusterUnderTest
@@ -59,10 +60,7 @@ def test_the_exported_trace_holds_prometheus_runs_and_recorded_kills_and_replays
         oom(killed.start + killed.seconds + 5, "uid-killed", 0.75 * GIB),
         oom(now - HOUR, "uid-lone", 2 * GIB),  # deleted before any scrape
     ]
-    cluster.kube.post(
-        f"/api/v1/namespaces/{namespace}/configmaps",
-        {"metadata": {"name": "ooms"}, "data": to_data(records)},
-    )
+    OomStore(cluster.kube, namespace, "ooms").flush(records, now, 14 * 86400.0, 100)
     trace_file = tmp_path / "trace.csv"
     exported = subprocess.run(
         [

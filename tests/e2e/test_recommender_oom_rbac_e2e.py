@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from runner_sizer.devcluster.prometheus import PrometheusServer
-from runner_sizer.history.ooms import to_data
+from runner_sizer.history.oom_store import OomStore
 from runner_sizer.kube.client import KubeError
 from runner_sizer.recommender.promql import Identity
 from tests.chart.conftest import one, render
@@ -50,10 +50,7 @@ def test_the_oom_records_are_read_with_the_charts_role_and_nothing_more(
         f"/api/v1/namespaces/{namespace}/serviceaccounts", {"metadata": {"name": "rs-recommender"}}
     )
     record = oom_record(project_id=WHO.project_id, repo=WHO.repo, at=1_790_000_000.0)
-    kube.post(
-        f"/api/v1/namespaces/{namespace}/configmaps",
-        {"metadata": {"name": OOMS}, "data": to_data([record])},
-    )
+    OomStore(kube, namespace, OOMS).flush([record], record.at, 86400.0, 100)  # as the recorder
     token = mint_token(kube, namespace, "rs-recommender")
     recommender = RecommenderProcess(
         prometheus.url,
