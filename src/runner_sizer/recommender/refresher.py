@@ -5,9 +5,10 @@ The first refresh covers the whole window in chunks; later ones only the time
 since the last one. A failure keeps the last good table in service and the
 next refresh resumes from the last chunk that was read.
 
-The recorder's OOM records, when configured, are read whole on each refresh (one
-GET). If they cannot be read, the table is still rebuilt, with the last records
-read, and the refresh counts as failed (so the next one comes sooner).
+The recorder's OOM records, when configured, are read whole on each refresh (their
+head ConfigMap and the shards it names). If they cannot be read, the table is still
+rebuilt, with the last records read, and the refresh counts as failed (so the next
+one comes sooner).
 """
 
 from __future__ import annotations
