@@ -26,6 +26,8 @@ from runner_sizer.devcluster.recorder_process import RecorderProcess
 from runner_sizer.devcluster.runnerpods import RunnerJob, runner_pod
 from runner_sizer.devcluster.webhook_process import STANDIN_TOKENS, WebhookProcess
 from runner_sizer.devcluster.webhooks import has_status_annotation
+from runner_sizer.history.ledger import from_data
+from runner_sizer.history.recordset_store import RecordSet
 from runner_sizer.kube.client import KubeClient, KubeError
 from tests.chart.conftest import CHART, CI_VALUES, KUBE_VERSION
 from tests.chart.parent import build_parent_chart
@@ -187,10 +189,8 @@ def test_services_work_with_the_charts_service_accounts(
         key = f"runner-{job.runner_short}-project-{job.project_id}"
 
         def recorded() -> bool:
-            data = cluster.kube.get(f"/api/v1/namespaces/{NAMESPACE}/configmaps/{HISTORY}").get(
-                "data"
-            )
-            return any(key in k for k in (data or {}))
+            # The head and the shards it names, as the webhook reads them.
+            return key in from_data(RecordSet(cluster.kube, NAMESPACE, HISTORY).read())
 
         wait_for(recorded, timeout=30, what="the recorder to write through its chart RBAC")
         assert recorder.metric("runner_sizer_recorder_leader") == 1
