@@ -141,6 +141,8 @@ class CertificateKeeper:
         if annotations.get(INJECT_ANNOTATION) != str(m.secret):
             return
         hosts = hosts_for(configuration)
+        if not hosts:
+            raise KubeError(422, "Invalid", f"{m.configuration} names no Service or URL host")
         state = decode(secret.get("data"))
         bundle = base64.b64encode(state.bundle).decode()
         observed = Observed(
@@ -152,7 +154,7 @@ class CertificateKeeper:
         )
         step = plan(state, hosts, datetime.datetime.now(datetime.UTC), m.policy, observed)
         if step is not None:
-            secret = self._write_secret(secret, step.state)
+            self._write_secret(secret, step.state)
             state = step.state
             log.info(
                 "webhook certificate changed",
