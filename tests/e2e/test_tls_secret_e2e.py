@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import re
 from pathlib import Path
 
 import requests
@@ -39,6 +40,16 @@ def _trusted_by(url: str, ca: Pair, tmp_path: Path) -> bool:
         return False
 
 
+def _served_expiry(metrics_url: str) -> float | None:
+    text = requests.get(metrics_url, timeout=5).text
+    found = re.search(
+        r"^runner_sizer_webhook_serving_certificate_expiry_timestamp_seconds (\S+)$",
+        text,
+        re.MULTILINE,
+    )
+    return float(found[1]) if found else None
+
+
 def test_serves_the_secrets_pair_and_follows_its_updates(
     cluster: ClusterUnderTest, namespace: str, tmp_path: Path
 ) -> None:
@@ -63,6 +74,12 @@ def test_serves_the_secrets_pair_and_follows_its_updates(
             what="the updated pair to be served",
         )
         assert not _trusted_by(webhook.url, first_ca, tmp_path)
+        expiry = second.cert.not_valid_after_utc.timestamp()
+        wait_for(
+            lambda: _served_expiry(webhook.metrics_url) == expiry,
+            timeout=10,
+            what="the expiry gauge of the new pair",
+        )
         # A half-written or broken Secret keeps the last good pair in service.
         broken = {"tls.crt": _data(second)["tls.crt"], "tls.key": _data(first)["tls.key"]}
         cluster.kube.put(f"{secrets}/serving", {"metadata": {"name": "serving"}, "data": broken})

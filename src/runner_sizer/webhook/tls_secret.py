@@ -14,6 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import Gauge
+
 from runner_sizer.certs.authority import Pair
 from runner_sizer.certs.secret_data import SERVING, pair_from
 from runner_sizer.certs.settings import SecretRef
@@ -40,6 +42,12 @@ def memory_context(pair: Pair, scratch: Path) -> ssl.SSLContext:
 
 
 FIRST_PAIR_WAIT = 5.0
+# The earliest end among the live workers: what an alert on a stalled renewal needs.
+SERVING_EXPIRY = Gauge(
+    "runner_sizer_webhook_serving_certificate_expiry_timestamp_seconds",
+    "When the certificate this worker serves from --tls-secret expires (unix seconds).",
+    multiprocess_mode="livemin",
+)
 
 
 class SecretServerContext:
@@ -84,6 +92,7 @@ class SecretServerContext:
             log.warning("keeping previous serving certificate", extra={"error": str(error)})
             return
         self._serial = pair.cert.serial_number
+        SERVING_EXPIRY.set(pair.cert.not_valid_after_utc.timestamp())
         self._first.set()
         log.info("serving certificate loaded", extra={"secret": str(self._secret)})
 
