@@ -9,7 +9,13 @@ there no later than the hub's last poll, unless its connection was still busy wi
 previous answer then: a keep-alive client sends its next review only once it has the
 last answer. The wait is the time since the later of the two. gunicorn's own stamps
 cannot tell: a request is read and parsed only once its greenlet runs, right before
-the handler.
+the handler; nor can a semaphore, as at most one admission per worker is in flight.
+
+Measured at 450/s (2x the closed-loop rate of that minute) over at most 64
+connections, 2 busy cores, one run: no shedding 207/s answered, p50 294 ms, p99 571
+ms; this budget 445/s, p50 72 ms, p99 358 ms, 49 % shed; gevent's pool at 4
+connections per worker (the rest wait in the accept backlog, where no wait is seen
+and nothing can be shed) 433/s, p50 114 ms, p99 341 ms, none shed.
 """
 
 from __future__ import annotations
