@@ -133,8 +133,8 @@ def admit(body: Any, services: Services, overdue: bool = False) -> dict[str, Any
 
 
 def load_json(body: bytes) -> Any:
-    """The parsed body; ValueError for anything orjson cannot load (deep nesting, integers
-    past 64 bits, NaN and invalid UTF-8 included)."""
+    """The parsed body; ValueError for anything orjson cannot load (nesting past 1,024
+    levels, numbers past a double's range, NaN and invalid UTF-8 included)."""
     return orjson.loads(body)
 
 
