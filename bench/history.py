@@ -27,6 +27,7 @@ import contextlib
 import json
 import os
 import random
+import statistics
 import sys
 import threading
 import time
@@ -38,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from prometheus_client import CollectorRegistry
 
 from bench.webhook import RECOMMENDED, attack, receiver_key, sample_reviews, summarize, vegeta
 from runner_sizer.devcluster.binaries import ensure_binaries
@@ -47,11 +49,23 @@ from runner_sizer.devcluster.recorder_process import RecorderProcess
 from runner_sizer.devcluster.runnerpods import RunnerJob, runner_pod
 from runner_sizer.devcluster.webhook_process import running_webhook
 from runner_sizer.history.keys import HistoryKey, history_key
-from runner_sizer.history.ledger import History, data_bytes, to_data
+from runner_sizer.history.ledger import History, data_bytes, record, to_data
 from runner_sizer.history.placements import Placement
-from runner_sizer.history.recordset import LAYOUT_KEY
+from runner_sizer.history.recordset import (
+    DEFAULT_COMPACT_AFTER,
+    DEFAULT_SHARDS,
+    LAYOUT_KEY,
+    RECORDS_KEY,
+    Stored,
+    encode,
+    head_data,
+    plan,
+)
 from runner_sizer.history.recordset_store import RecordSet
 from runner_sizer.kube.client import JSON, KubeClient
+from runner_sizer.kube.informer import ListWatch
+from runner_sizer.webhook.history_view import HistoryView
+from runner_sizer.webhook.metrics import build_metrics
 
 NAME = "runner-sizer-history"
 CREATORS = 16
@@ -282,6 +296,68 @@ def measure(cluster: LocalCluster, scenario: Scenario, seconds: float) -> dict[s
         recorder.stop()
 
 
+def webhook_event_cpu(keys: int, flushes: int, *, single: bool = False) -> dict[str, object]:
+    """CPU a webhook worker spends per history watch event, in-process (no load beside it).
+
+    The real HistoryView is fed the objects the recorder's plans write, as watch
+    event lines: 100 random keys changed per flush, compactions as they fall.
+    `single`: the whole history as one object at every flush (today's design).
+    """
+    history = synthetic_history(keys, int(time.time() * 1000))
+    first = plan(NAME, Stored(), to_data(history), DEFAULT_SHARDS, DEFAULT_COMPACT_AFTER)
+    stored = Stored(first.layout, {}, first.shards)
+
+    def unreachable() -> KubeClient:
+        raise OSError("in-process: no apiserver")
+
+    view = HistoryView(unreachable, "bench", NAME, build_metrics(CollectorRegistry()))
+
+    def fed(watch: ListWatch, data: dict[str, str]) -> float:
+        line = json.dumps({"type": "MODIFIED", "object": {"data": data}})
+        began = time.thread_time()  # the line's decoding is the worker's too
+        event = json.loads(line)
+        watch.on_event(event["type"], event["object"])
+        return (time.thread_time() - began) * 1000
+
+    began = time.thread_time()
+    if single:
+        view._head.on_list([{"data": to_data(history)}])
+    else:
+        view._head.on_list([{"data": head_data(first.layout, {})}])
+        for name, part in first.shards.items():
+            view._shard_watches[name].on_list([{"data": {RECORDS_KEY: encode(part)}}])
+    sync_ms = (time.thread_time() - began) * 1000
+    rng = random.Random(5)  # noqa: S311 - synthetic load
+    names, at = list(history), int(time.time() * 1000)
+    heads: list[float] = []
+    shards: list[float] = []
+    for _ in range(flushes):
+        for _ in range(100):
+            at += 10
+            record(history, rng.choice(names), "node-a", at, 3)
+        if single:
+            heads.append(fed(view._head, to_data(history)))
+            continue
+        step = plan(NAME, stored, to_data(history), DEFAULT_SHARDS, DEFAULT_COMPACT_AFTER)
+        for name, part in step.shards.items():
+            shards.append(fed(view._shard_watches[name], {RECORDS_KEY: encode(part)}))
+        heads.append(fed(view._head, head_data(step.layout, step.delta)))
+        written = {n: step.shards.get(n, stored.shards.get(n, {})) for n in step.layout.names(NAME)}
+        stored = Stored(step.layout, step.delta, written)
+    view.stop()
+    assert all(view.nodes(k) == tuple(p.node for p in history[k]) for k in names)
+    return {
+        "scenario": f"webhook_history_event_cpu_{keys}_keys_{'single' if single else 'sharded'}",
+        "first_sync_ms": round(sync_ms),
+        "flushes": flushes,
+        "compactions": len(shards) // DEFAULT_SHARDS,
+        "head_event_cpu_ms_median": round(statistics.median(heads), 2),
+        "head_event_cpu_ms_max": round(max(heads), 2),
+        "shard_event_cpu_ms_median": round(statistics.median(shards), 2) if shards else None,
+        "shard_event_cpu_ms_max": round(max(shards), 2) if shards else None,
+    }
+
+
 def main(argv: list[str]) -> int:
     seconds = float(argv[0]) if argv else 30.0
     scenarios = [
@@ -290,6 +366,9 @@ def main(argv: list[str]) -> int:
         Scenario("sharded_50000_keys", 50000, preload_sharded, LARGE, webhook=True),
     ]
     only = set(argv[1:])
+    if not only or "webhook_history_event_cpu" in only:
+        for single in (True, False):
+            print(json.dumps(webhook_event_cpu(50000, 120, single=single)), flush=True)
     with LocalCluster(ensure_binaries()) as cluster:
         for scenario in scenarios:
             if not only or scenario.name in only:

@@ -34,7 +34,9 @@ class HistoryView:
         self._lock = threading.Lock()
         self._copy = RecordSetCopy(name)
         self._nodes: dict[str, tuple[str, ...]] = {}
-        self._keys: dict[str, str] = {}  # stored key → history key, for removals
+        # stored key → (its entry, history key): an entry that moved from the head to
+        # a shard at a compaction is not parsed again, and a removal finds its key.
+        self._entries: dict[str, tuple[str, str]] = {}
         self._shard_watches: dict[str, ListWatch] = {}
         self._head_listed = False
         self.synced = False
@@ -92,19 +94,22 @@ class HistoryView:
         """Call with the lock held."""
         if changed is None:  # a new layout: a new dict, swapped in whole
             nodes: dict[str, tuple[str, ...]] = {}
-            self._keys = {}
+            self._entries = {}
             entries: Iterable[tuple[str, str]] = self._copy.records().items()
         else:
             nodes = self._nodes
             entries = ((k, self._copy.entry(k) or "") for k in changed)
         for stored_key, value in entries:
-            old = self._keys.pop(stored_key, None)
-            if old is not None:
-                nodes.pop(old, None)
+            known = self._entries.get(stored_key)
+            if known is not None and known[0] == value:
+                continue
+            if known is not None:
+                del self._entries[stored_key]
+                nodes.pop(known[1], None)
             entry = decode_entry(stored_key, value) if value else None
             if entry is not None:
                 nodes[entry[0]] = tuple(p.node for p in entry[1])
-                self._keys[stored_key] = entry[0]
+                self._entries[stored_key] = (value, entry[0])
         self._nodes = nodes
         self._metrics.history_keys.set(len(nodes))
 
