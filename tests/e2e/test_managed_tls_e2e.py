@@ -31,7 +31,7 @@ from runner_sizer.devcluster.webhooks import has_status_annotation
 from runner_sizer.kube.client import KubeClient
 from tests.chart.conftest import CHART
 from tests.e2e.conftest import WATCH_LABEL, ClusterUnderTest
-from tests.e2e.test_chart_e2e import helm
+from tests.e2e.test_chart_e2e import crds, helm  # noqa: F401 - crds: cert-manager's CRDs
 from tests.support.kube import create_pod, mint_token, pods_path, token_kubeconfig, wait_for
 
 _RUN = uuid.uuid4().hex[:6]
@@ -239,20 +239,26 @@ def test_forced_rotation_under_steady_admissions_fails_none_open(release: Releas
     )
 
 
-def test_switching_to_helm_and_back(release: Release) -> None:
-    """helm mode: the configuration no longer names the kept Secret, so the running
-    keeper leaves Helm's caBundle alone; back to managed, it patches again."""
+@pytest.mark.usefixtures("crds")
+def test_switching_to_helm_and_cert_manager_and_back(release: Release) -> None:
+    """The configuration no longer names the kept Secret in helm or cert-manager mode, so
+    the running keeper leaves the caBundle to Helm or cainjector; back to managed, the
+    kept Secret is adopted again and the keeper patches the bundle."""
+    kube = release.cluster.kube
     release.upgrade("webhook.tls.mode=helm")
-    helm_ca = release.cluster.kube.get(
-        f"/api/v1/namespaces/{NAMESPACE}/secrets/{RELEASE}-webhook-tls"
-    )["data"]["ca.crt"]
+    helm_ca = kube.get(f"/api/v1/namespaces/{NAMESPACE}/secrets/{RELEASE}-webhook-tls")["data"][
+        "ca.crt"
+    ]
     assert release.bundle() == helm_ca
-    time.sleep(3)
-    assert release.bundle() == helm_ca, "the keeper left Helm's bundle alone"
+    release.upgrade("webhook.tls.mode=cert-manager")
+    annotations = kube.get(CONFIGURATION)["metadata"]["annotations"]
+    assert annotations["cert-manager.io/inject-ca-from"] == f"{NAMESPACE}/{RELEASE}-webhook"
+    assert "runner-sizer.io/inject-ca-from" not in annotations
+    time.sleep(3)  # a keeper that still patched would have done so by now
+    assert release.bundle() == "", "left to cainjector (none runs here)"
     release.upgrade()
     release.start_webhook()
     wait_for(lambda: filled(release), timeout=30, what="the kept caBundle again")
-    kube = release.cluster.kube
     wait_for(
         lambda: has_status_annotation(
             create_pod(kube, PODS, runner_pod(RunnerJob()), dry_run=True)
