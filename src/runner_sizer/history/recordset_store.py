@@ -1,7 +1,7 @@
 """A keyed record set in ConfigMaps (see recordset.py): read it, and update it like one ConfigMap.
 
-`update(change)` has the shape of `ConfigMapData.update`, on records instead of
-one object's data. What is stored is cached from the last read or write: a
+`update(change)` applies a `Change` (kube/configmap.py) to the records, as one
+object's data would be changed. What is stored is cached from the last read or write: a
 write is conditional on each object's resourceVersion, and a 409 (another
 writer) or 404 re-reads everything and applies the change again. The head
 keeps its labels and annotations (Helm's among them); shards are the
