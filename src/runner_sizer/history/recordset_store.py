@@ -24,6 +24,7 @@ from runner_sizer.history.recordset import (
     head_data,
     plan,
     read_head,
+    shard_of,
 )
 from runner_sizer.kube.client import JSON, KubeClient, KubeError
 from runner_sizer.kube.configmap import MAX_ATTEMPTS, RECORDER_LABELS, Change, Update, create
@@ -88,12 +89,8 @@ class RecordSet:
         self._records = self._stored.records()
         return self._records
 
-    def _put(self, name: str, data: dict[str, str], *, overwrite: bool) -> None:
-        """Write one object: conditionally when known, else create it.
-
-        `overwrite`: an object found in the way is replaced (a shard of a bank no
-        head names yet); otherwise it means another writer.
-        """
+    def _put(self, name: str, data: dict[str, str]) -> None:
+        """Write one object, conditionally when known, else create it; 409/404: a conflict."""
         path = f"{self._collection}/{name}"
         known = self._objects.get(name)
         try:
@@ -107,15 +104,27 @@ class RecordSet:
                 metadata = {k: v for k, v in known["metadata"].items() if k != "managedFields"}
                 written = self._kube.put(path, {**known, "metadata": metadata, "data": data})
         except KubeError as error:
-            if error.status not in (409, 404):
-                raise
-            if not overwrite:
+            if error.status in (409, 404):
                 raise _ConflictError(name) from error
-            self._get(name)  # in the way, or gone: as it is now
-            self._put(name, data, overwrite=False)
-            return
+            raise
         written.pop("data", None)
         self._objects[name] = written
+
+    def _put_new_shard(self, name: str, index: int, part: Records) -> bool:
+        """Write a shard of a bank no head names yet; True if records found there were kept.
+
+        What is there is read first: another writer moving at the same moment
+        writes the same names, and its records (the keys of this shard we lack)
+        are kept, so neither move loses the other's; the write is conditional.
+        """
+        found = decode((self._get(name) or {}).get(RECORDS_KEY, ""))
+        kept = {
+            k: v
+            for k, v in found.items()
+            if v and k not in part and shard_of(k, self._shards) == index
+        }
+        self._put(name, {RECORDS_KEY: encode({**kept, **part})})
+        return bool(kept)
 
     def _delete(self, name: str) -> None:
         try:
@@ -136,9 +145,13 @@ class RecordSet:
         ):
             return 0
         new_bank = stored.layout is None or step.layout.bank != stored.layout.bank
-        for name, part in step.shards.items():
-            self._put(name, {RECORDS_KEY: encode(part)}, overwrite=new_bank)
-        self._put(self._name, head_data(step.layout, step.delta), overwrite=False)
+        kept = False
+        for index, (name, part) in enumerate(step.shards.items()):
+            if new_bank:
+                kept |= self._put_new_shard(name, index, part)
+            else:
+                self._put(name, {RECORDS_KEY: encode(part)})
+        self._put(self._name, head_data(step.layout, step.delta))
         if new_bank:
             log.info("records moved", extra={"head": self._name, "layout": step.layout.format()})
         for name in step.deletions:
@@ -146,7 +159,8 @@ class RecordSet:
         shards = {
             n: step.shards.get(n, stored.shards.get(n, {})) for n in step.layout.names(self._name)
         }
-        self._stored = Stored(step.layout, step.delta, shards)
+        # Records kept from another writer's move: read it all again at the next update.
+        self._stored = None if kept else Stored(step.layout, step.delta, shards)
         return len(step.shards) + 1 + len(step.deletions)
 
     def update(self, change: Change[T]) -> Update[T]:
