@@ -33,6 +33,7 @@ from runner_sizer.devcluster.webhooks import (
     register_and_wait,
     url_webhook_configuration,
 )
+from runner_sizer.history.recordset_store import RecordSet
 from runner_sizer.kube.client import KubeClient
 
 NAMESPACE = "gitlab-runner"
@@ -182,9 +183,12 @@ def _show_skips(metrics_url: str) -> None:
 
 
 def _show_history(kube: KubeClient) -> None:
-    stored = kube.get(f"/api/v1/namespaces/{SYSTEM_NAMESPACE}/configmaps/runner-sizer-history")
-    print(f"\n== ConfigMap {SYSTEM_NAMESPACE}/runner-sizer-history (written by the recorder) ==")
-    for key, value in sorted((stored.get("data") or {}).items()):
+    records = RecordSet(kube, SYSTEM_NAMESPACE, "runner-sizer-history").read()
+    print(
+        f"\n== history in {SYSTEM_NAMESPACE}/runner-sizer-history and its shards "
+        "(written by the recorder) =="
+    )
+    for key, value in sorted(records.items()):
         print(f"  {key}: {value}")
 
 
