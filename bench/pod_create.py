@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -208,7 +208,8 @@ def main(argv: list[str]) -> int:
     standin = StandinServer(state).start()
     try:
         with LocalCluster(ensure_binaries(), with_controller_manager=False) as cluster:
-            kube = KubeClient.from_kubeconfig(str(cluster.kubeconfig))
+            # Listing or deleting thousands of pods on busy cores outlasts the default 10 s.
+            kube = replace(KubeClient.from_kubeconfig(str(cluster.kubeconfig)), timeout=120.0)
             labels = {"ci-sizer.devfw.io/watch": "true"}
             kube.post("/api/v1/namespaces", {"metadata": {"name": NAMESPACE, "labels": labels}})
             creates = PodCreates(cluster, kube, seconds)
