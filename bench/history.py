@@ -358,6 +358,45 @@ def webhook_event_cpu(keys: int, flushes: int, *, single: bool = False) -> dict[
     }
 
 
+def layout_model(keys: int, flushes: int) -> dict[str, object]:
+    """Bytes per flush at exactly 1 flush/s and RATE bindings/s, by the recorder's own plans.
+
+    No apiserver: the objects each plan writes, as JSON, for random keys; beside
+    the whole history as one object at every flush. What the loaded machine's
+    apiserver did to the flush cadence drops out.
+    """
+    history = synthetic_history(keys, int(time.time() * 1000))
+    stored = Stored()
+    rng = random.Random(13)  # noqa: S311 - synthetic load
+    names, at = list(history), int(time.time() * 1000)
+    sharded = single = compactions = 0
+
+    def size(data: dict[str, str]) -> int:
+        return len(json.dumps({"data": data}, **COMPACT))  # type: ignore[arg-type]
+
+    for flush in range(flushes + 1):
+        for _ in range(int(RATE) if flush else 0):
+            at += 10
+            record(history, rng.choice(names), rng.choice(("node-a", "node-b", "node-c")), at, 3)
+        data = to_data(history)
+        step = plan(NAME, stored, data, DEFAULT_SHARDS, DEFAULT_COMPACT_AFTER)
+        if flush:  # the first plan is the move into shards
+            written = sum(size({RECORDS_KEY: encode(part)}) for part in step.shards.values())
+            sharded += written + size(head_data(step.layout, step.delta))
+            single += size(data)
+            compactions += bool(step.shards)
+        shards = {n: step.shards.get(n, stored.shards.get(n, {})) for n in step.layout.names(NAME)}
+        stored = Stored(step.layout, step.delta, shards)
+    return {
+        "scenario": f"layout_model_{keys}_keys_{int(RATE)}_bindings_per_s",
+        "flushes": flushes,
+        "compactions": compactions,
+        "single_object_bytes_per_s": round(single / flushes),
+        "sharded_bytes_per_s": round(sharded / flushes),
+        "sharded_percent_of_single": round(100 * sharded / single, 1),
+    }
+
+
 def main(argv: list[str]) -> int:
     seconds = float(argv[0]) if argv else 30.0
     scenarios = [
@@ -366,6 +405,9 @@ def main(argv: list[str]) -> int:
         Scenario("sharded_50000_keys", 50000, preload_sharded, LARGE, webhook=True),
     ]
     only = set(argv[1:])
+    if not only or "layout_model" in only:
+        for keys in (5000, 50000):
+            print(json.dumps(layout_model(keys, 300)), flush=True)
     if not only or "webhook_history_event_cpu" in only:
         for single in (True, False):
             print(json.dumps(webhook_event_cpu(50000, 120, single=single)), flush=True)

@@ -98,6 +98,18 @@ def test_a_full_delta_compacts_only_the_shards_that_differ() -> None:
     assert step.layout == Layout(4, "a", 2), "a compaction bumps the generation"
 
 
+def test_a_delta_past_an_eighth_of_the_shards_compacts() -> None:
+    stored = apply(Stored(), records(80), 4, 10_000)
+    eighth = records_bytes(records(80)) // 8
+
+    def changed(count: int) -> dict[str, str]:
+        return {**records(80), **{f"runner-{i:05d}-project-{i}": "node-x@9" for i in range(count)}}
+
+    fits = max(n for n in range(80) if records_bytes(difference(records(80), changed(n))) <= eighth)
+    assert not plan(BASE, stored, changed(fits), 4, 10_000).shards
+    assert plan(BASE, stored, changed(fits + 1), 4, 10_000).shards, "far below compact_after"
+
+
 def test_moves_between_layouts_go_to_the_other_bank_and_delete_the_old_one() -> None:
     single = Stored(None, records(50))
     step = plan(BASE, single, records(50), 4, 10_000)
