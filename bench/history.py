@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import random
 import statistics
@@ -309,6 +310,8 @@ def webhook_event_cpu(keys: int, flushes: int, *, single: bool = False) -> dict[
 
     def unreachable() -> KubeClient:
         raise OSError("in-process: no apiserver")
+
+    logging.getLogger("runner_sizer.kube.informer").setLevel(logging.ERROR)  # those retries
 
     view = HistoryView(unreachable, "bench", NAME, build_metrics(CollectorRegistry()))
 
