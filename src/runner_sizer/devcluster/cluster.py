@@ -12,6 +12,7 @@ import base64
 import contextlib
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -42,11 +43,35 @@ class ClusterStartError(RuntimeError):
     """A component did not come up; the message names it and ends with its log."""
 
 
+_LISTEN_PORTS_BELOW_EPHEMERAL = (10000, 32767)
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A loopback port nothing listens on, outside the ephemeral range where possible.
+
+    A port the kernel picks (bind to 0) comes from the ephemeral range, where any
+    outgoing connection may take it as its source port before the service that was
+    given it binds ("address already in use" under load).
+    """
+    low, high = _LISTEN_PORTS_BELOW_EPHEMERAL
+    high = min(high, _ephemeral_low() - 1)
+    candidates = random.sample(range(low, high + 1), k=min(50, max(0, high - low + 1)))
+    for port in [*candidates, 0]:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            chosen: int = sock.getsockname()[1]
+            return chosen
+    raise RuntimeError("no free loopback port")
 
 
 @dataclass
