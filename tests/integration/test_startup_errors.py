@@ -154,7 +154,10 @@ def test_the_recommender_needs_credentials_only_to_read_oom_records(
 @pytest.mark.parametrize(
     ("extra", "expected"),
     [
-        (["--max-bytes=2000000"], "--max-bytes (RECORDER_MAX_BYTES): the history could reach"),
+        (
+            ["--max-bytes=2000000", "--history-shards=1"],
+            "--max-bytes (RECORDER_MAX_BYTES): the history could reach",
+        ),
         (["--history-key=x"], "'x' is not one of runner-project, project, project-job"),
         (["--log-level=x"], "--log-level (RECORDER_LOG_LEVEL): 'x' is not one of debug"),
     ],
