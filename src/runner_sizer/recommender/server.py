@@ -38,7 +38,7 @@ from gunicorn.app.base import BaseApplication
 
 from runner_sizer.observability.logs import gunicorn_logging
 from runner_sizer.recommender.settings import RecommenderSettings
-from runner_sizer.serving import yield_to_other_connections
+from runner_sizer.serving import send_head_and_body_at_once, yield_to_other_connections
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +96,7 @@ class RecommenderServer(BaseApplication):  # type: ignore[misc]
             "worker_connections": 1000,
             "keepalive": 120,
             "post_request": yield_to_other_connections,
+            "post_worker_init": send_head_and_body_at_once,
             # A refresh runs in its own thread: the worker's heartbeat goes on meanwhile.
             "timeout": 30,
             "graceful_timeout": 5,

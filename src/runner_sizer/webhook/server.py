@@ -20,7 +20,7 @@ from gunicorn.app.base import BaseApplication
 from prometheus_client import CollectorRegistry, multiprocess, start_http_server
 
 from runner_sizer.observability.logs import gunicorn_logging
-from runner_sizer.serving import yield_to_other_connections
+from runner_sizer.serving import send_head_and_body_at_once, yield_to_other_connections
 from runner_sizer.webhook.keeper_child import KeeperChild
 from runner_sizer.webhook.settings import WebhookSettings
 
@@ -88,6 +88,7 @@ class WebhookServer(BaseApplication):  # type: ignore[misc]
             "ssl_context": self._ssl_context,
             "child_exit": _child_exit,
             "post_request": yield_to_other_connections,
+            "post_worker_init": send_head_and_body_at_once,
             "when_ready": self._when_ready,
             "on_exit": self._on_exit,
             **gunicorn_logging(settings.log_level),
