@@ -138,13 +138,28 @@ def load_json(body: bytes) -> Any:
     return orjson.loads(body)
 
 
+def read_body(environ: WSGIEnvironment, limit: int) -> bytes:
+    """The request body; RequestEntityTooLarge past `limit` bytes.
+
+    With a Content-Length, as the apiserver always sends, straight from the server's
+    stream: Werkzeug's limited stream around it cost ~6 % of a worker under load.
+    """
+    length = environ.get("CONTENT_LENGTH", "")
+    if not (length.isascii() and length.isdigit()):
+        return get_input_stream(environ, max_content_length=limit).read()
+    if int(length) > limit:
+        raise RequestEntityTooLarge
+    body: bytes = environ["wsgi.input"].read(int(length))
+    return body
+
+
 def mutate(environ: WSGIEnvironment, services: Services) -> tuple[str, bytes]:
     """One POST /mutate: the status line and the JSON body."""
     started = time.perf_counter()
     overdue = services.shedder is not None and services.shedder.overdue()
     try:
-        body = get_input_stream(environ, max_content_length=services.settings.max_body_bytes)
-        answer = admit(load_json(body.read()), services, overdue)
+        body = read_body(environ, services.settings.max_body_bytes)
+        answer = admit(load_json(body), services, overdue)
     except RequestEntityTooLarge:
         services.metrics.admissions.labels("invalid").inc()
         return "413 Request Entity Too Large", _error("review larger than --max-body-bytes")
