@@ -31,6 +31,15 @@ helm upgrade --install runner-sizer "$root/charts/runner-sizer" -n ci-sizer --wa
   --set global.sizer.readToken=read-token --set global.sizer.pushToken=push-token \
   --set webhook.sidecarImage=busybox:1.36
 
+# The default TLS mode (managed) fills the caBundle from the webhook pod after install.
+for _ in $(seq 60); do
+  bundle="$(kubectl get mutatingwebhookconfigurations -l app.kubernetes.io/instance=runner-sizer \
+    -o jsonpath='{.items[*].webhooks[*].clientConfig.caBundle}')"
+  [ -n "$bundle" ] && break
+  sleep 2
+done
+[ -n "$bundle" ] || { echo "e2e-kind: the webhook never patched its caBundle" >&2; exit 1; }
+
 kubectl create namespace gitlab-runner --dry-run=client -o yaml | kubectl apply -f -
 kubectl label namespace gitlab-runner ci-sizer.devfw.io/watch=true --overwrite
 "$root/.venv/bin/python" - <<'PY' | kubectl -n gitlab-runner create -o name -f - > /tmp/runner-sizer-kind-pod
