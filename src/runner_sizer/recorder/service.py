@@ -242,6 +242,9 @@ class Recorder:
                 return
             self._grown = False
             evicted = evict(self._history, s.max_keys, s.max_bytes, self._sizes)
+            # A follower never flushes: without this its _recent would keep every key
+            # ever recorded, past the bounds the history itself keeps.
+            self._recent.difference_update(evicted)
             keys = len(self._history)
         self.metrics.evictions.inc(len(evicted))
         self.metrics.history_keys.set(keys)
