@@ -8,7 +8,9 @@ default. A bad value raises `OptionError` naming the flag and variable.
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from enum import Enum
 from importlib.metadata import version
@@ -17,6 +19,8 @@ from typing import Any, Generic, TypeVar
 
 Option = tuple[str, Callable[[str], Any], str | None, str]
 T = TypeVar("T")
+_DURATION_PART = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
 E = TypeVar("E", bound=Enum)
 
 
@@ -125,6 +129,21 @@ def positive_float(value: str) -> float:
     if not number > 0:
         raise ValueError("must be > 0")
     return number
+
+
+def duration(value: str) -> float:
+    """Seconds of a Prometheus duration (`14d`, `1h30m`) or a plain number of seconds."""
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        parts = _DURATION_PART.findall(text)
+        if not parts or "".join(n + u for n, u in parts) != text:
+            raise ValueError(f"{value!r} is not a duration such as 300, 5m or 14d") from None
+        seconds = sum(int(n) * _DURATION_UNITS[u] for n, u in parts)
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"{value!r}: must be > 0")
+    return seconds
 
 
 def positive_int(value: str) -> int:

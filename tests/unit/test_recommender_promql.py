@@ -15,7 +15,6 @@ from runner_sizer.recommender.promql import (
     IdentitySource,
     chunk_seconds,
     chunks,
-    duration,
     identity_query,
     label_matchers,
     parse_identities,
@@ -26,15 +25,6 @@ from runner_sizer.recommender.promql import (
 
 def sample(value: float | str, **labels: str) -> dict[str, Any]:
     return {"metric": labels, "value": [1700000000, str(value)]}
-
-
-def test_durations() -> None:
-    assert duration("14d") == 14 * 86400
-    assert duration("1h30m") == 5400
-    assert duration("300") == 300 and duration("2.5") == 2.5
-    for bad in ("", "0", "-5", "5x", "1h 30m", "nan", "inf"):
-        with pytest.raises(ValueError):
-            duration(bad)
 
 
 def test_label_matchers() -> None:

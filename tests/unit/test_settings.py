@@ -11,7 +11,7 @@ import pytest
 from runner_sizer.devcluster.pki import CertificateAuthority
 from runner_sizer.history.ledger import DEFAULT_MAX_BYTES
 from runner_sizer.kube.kubeconfig import kubeconfig_problem
-from runner_sizer.options import OptionError
+from runner_sizer.options import OptionError, duration
 from runner_sizer.recorder import settings as recorder
 from runner_sizer.webhook import settings as webhook
 from runner_sizer.webhook.settings import SettingsError, load_settings
@@ -195,3 +195,12 @@ def test_serving_pair_problems(tmp_path: Path) -> None:
     assert pair_problem(cert, tmp_path / "gone") == f"cannot read {tmp_path / 'gone'}: " + (
         "No such file or directory"
     )
+
+
+def test_durations() -> None:
+    assert duration("14d") == 14 * 86400
+    assert duration("1h30m") == 5400
+    assert duration("300") == 300 and duration("2.5") == 2.5
+    for bad in ("", "0", "-5", "5x", "1h 30m", "nan", "inf"):
+        with pytest.raises(ValueError):
+            duration(bad)

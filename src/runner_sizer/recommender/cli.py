@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from runner_sizer.kube.kubeconfig import KubeConfigError, kubeconfig_problem
 from runner_sizer.observability.logs import configure_logging
-from runner_sizer.options import OptionError, setting
+from runner_sizer.options import OptionError, duration, setting
 from runner_sizer.recommender.backtest import (
     STRATEGIES,
     Defaults,
@@ -24,7 +24,6 @@ from runner_sizer.recommender.backtest import (
     read_trace,
 )
 from runner_sizer.recommender.ooms import OomSourceError
-from runner_sizer.recommender.promql import duration
 from runner_sizer.recommender.server import RecommenderServer
 from runner_sizer.recommender.settings import ENV_PREFIX, RecommenderSettings, load_settings
 from runner_sizer.recommender.trace import generate, write_trace

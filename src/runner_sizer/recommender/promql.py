@@ -31,8 +31,6 @@ KSM_REF = "annotation_job_runner_gitlab_com_ref"
 MAX_POINTS = 11_000
 MAX_CHUNK_SECONDS = 86_400.0
 
-_DURATION_PART = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
 _MATCHER = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\\n]|\\.)*)"\s*')
 
 
@@ -61,21 +59,6 @@ class Identity:
     repo: str
     ref: str
     job: str
-
-
-def duration(value: str) -> float:
-    """Seconds of a Prometheus duration (`14d`, `1h30m`) or a plain number of seconds."""
-    text = value.strip()
-    try:
-        seconds = float(text)
-    except ValueError:
-        parts = _DURATION_PART.findall(text)
-        if not parts or "".join(n + u for n, u in parts) != text:
-            raise ValueError(f"{value!r} is not a duration such as 300, 5m or 14d") from None
-        seconds = sum(int(n) * _UNITS[u] for n, u in parts)
-    if not (math.isfinite(seconds) and seconds > 0):
-        raise ValueError(f"{value!r}: must be > 0")
-    return seconds
 
 
 def label_matchers(value: str) -> tuple[str, ...]:

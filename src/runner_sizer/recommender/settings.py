@@ -14,6 +14,7 @@ from runner_sizer.options import (
     Choice,
     Option,
     OptionError,
+    duration,
     existing_file,
     host_port,
     parse_options,
@@ -21,7 +22,7 @@ from runner_sizer.options import (
     setting,
 )
 from runner_sizer.recommender.ledger import FINISHED_AFTER
-from runner_sizer.recommender.promql import IdentitySource, duration, label_matchers
+from runner_sizer.recommender.promql import IdentitySource, label_matchers
 from runner_sizer.recommender.strategy import StrategyParams
 
 ENV_PREFIX = "RECOMMENDER_"

@@ -21,13 +21,13 @@ from runner_sizer.options import (
     Option,
     OptionError,
     boolean,
+    duration,
     host_port,
     parse_options,
     positive_float,
     positive_int,
     setting,
 )
-from runner_sizer.recommender.promql import duration
 
 ENV_PREFIX = "RECORDER_"
 # The apiserver refuses a ConfigMap whose data (keys plus values) is over 1 MiB.
