@@ -28,8 +28,8 @@ from runner_sizer.certs.secret_data import decode, encode
 from runner_sizer.certs.settings import Management
 from runner_sizer.kube.client import JSON, KubeClient, KubeError
 from runner_sizer.kube.informer import ListWatch
-from runner_sizer.recorder.leader import LeaderElector
-from runner_sizer.recorder.problems import RecurringProblem
+from runner_sizer.kube.leader import LeaderElector
+from runner_sizer.observability.problems import RecurringProblem
 
 log = logging.getLogger(__name__)
 INJECT_ANNOTATION = "runner-sizer.io/inject-ca-from"

@@ -16,9 +16,9 @@ from typing import Any
 from runner_sizer.history.oom_store import OomStore
 from runner_sizer.history.ooms import OomRecord, bound, merge
 from runner_sizer.kube.client import KubeClient
+from runner_sizer.observability.problems import RecurringProblem
 from runner_sizer.recorder.metrics import RecorderMetrics
 from runner_sizer.recorder.ooms import oom_of
-from runner_sizer.recorder.problems import RecurringProblem
 from runner_sizer.recorder.settings import RecorderSettings
 
 log = logging.getLogger(__name__)

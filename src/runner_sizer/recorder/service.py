@@ -29,12 +29,12 @@ from runner_sizer.history.ledger import (
 from runner_sizer.history.recordset_store import RecordSet
 from runner_sizer.kube.client import JSON, KubeClient
 from runner_sizer.kube.informer import ListWatch
+from runner_sizer.kube.leader import LeaderElector
+from runner_sizer.observability.problems import RecurringProblem
 from runner_sizer.recorder.bindings import binding_of
 from runner_sizer.recorder.jobinfo import JobInfoCollector, LivePods
-from runner_sizer.recorder.leader import LeaderElector
 from runner_sizer.recorder.metrics import RecorderMetrics
 from runner_sizer.recorder.oom_keeper import OomKeeper
-from runner_sizer.recorder.problems import RecurringProblem
 from runner_sizer.recorder.settings import RecorderSettings
 from runner_sizer.recorder.store import ConfigMapStore
 from runner_sizer.recorder.tombstones import Tombstones

@@ -16,7 +16,7 @@ from typing import Any
 from runner_sizer.history.ledger import timestamp
 from runner_sizer.kube.client import KubeClient, KubeError
 from runner_sizer.kube.configmap import MissingNamespaceError, create
-from runner_sizer.recorder.problems import RecurringProblem
+from runner_sizer.observability.problems import RecurringProblem
 
 log = logging.getLogger(__name__)
 
