@@ -7,12 +7,13 @@ fetches what the plan asks for (recommendation, push token, history) and
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
+
+import orjson
 
 from runner_sizer.history.keys import history_key
 from runner_sizer.identity import (
@@ -419,7 +420,7 @@ def _sidecar_ops(
 
 
 def _status_op(plan: Plan, status: Mapping[str, Any]) -> dict[str, Any]:
-    value = json.dumps(status, separators=(",", ":"))
+    value = orjson.dumps(status).decode()
     if (plan.pod.get("metadata") or {}).get("annotations"):
         path = pointer("metadata", "annotations", STATUS_ANNOTATION)
         return {"op": "add", "path": path, "value": value}

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
+
+import orjson
 
 from runner_sizer.identity import JobIdentity
 from runner_sizer.webhook.constraints import LimitItem
@@ -115,7 +116,7 @@ def collector_env(
 
 
 def _compact(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
+    return orjson.dumps(value).decode()
 
 
 def sidecar_container(
