@@ -93,7 +93,8 @@ def lookups(
             "cpu_limit": recommended["limits"]["cpu"],
             "memory_limit": recommended["limits"]["memory"],
         }
-        history[labels["runner-id"]] = node
+        if "runner-id" in labels:  # pods created through the apiserver carry no runner-id
+            history[labels["runner-id"]] = node
     return sizing, history
 
 

@@ -5,8 +5,9 @@ certificate, keep-alive) at a fixed rate, open loop, first with no webhook
 registered, then with the real runner-sizer-webhook registered by URL
 (https://127.0.0.1:PORT/mutate), receiver answers warm. Each rate is measured
 without and then with the webhook, in the same run; the difference is what
-runner-sizer adds. Every created pod must carry the status annotation, and the
-webhook must shed none.
+runner-sizer adds. Where Go and ../shared/bench-anchor are present, the Go anchor
+is registered the same way in between, for what any webhook adds on these cores.
+Every created pod must carry the status annotation, and the webhook must shed none.
 
 The pods name a scheduler that does not run: otherwise kube-scheduler would bind
 thousands of them onto the three node objects on the same two cores, mid-measure.
@@ -18,6 +19,7 @@ Pods are deleted between phases.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import subprocess
@@ -28,6 +30,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from bench import anchor
 from bench.proc import cpu_ns
 from bench.webhook import RECOMMENDED, admissions, receiver_key, vegeta
 from runner_sizer.devcluster.binaries import ensure_binaries
@@ -113,7 +116,8 @@ class PodCreates:
         self, phase: str, rate: int, webhook: WebhookProcess | None = None
     ) -> dict[str, Any]:
         """One phase's figures (with the webhook's admissions by outcome when it is given);
-        its pods are deleted afterwards."""
+        its pods are deleted afterwards. Any other webhook in that phase is registered by
+        the caller."""
         before = admissions(webhook) if webhook else {}
         cpu_before = cpu_ns(webhook_pid(webhook)) if webhook else 0
         report = self.attack(phase, rate)
@@ -153,11 +157,11 @@ def webhook_pid(webhook: WebhookProcess) -> int:
     return webhook.process.popen.pid
 
 
-def register(kube: KubeClient, webhook: WebhookProcess) -> None:
+def register(kube: KubeClient, url: str, ca_pem: bytes) -> None:
     manifest = url_webhook_configuration(
         WEBHOOK,
-        f"{webhook.url}/mutate",
-        webhook.ca.cert_pem,
+        f"{url}/mutate",
+        ca_pem,
         namespace_selector={"matchLabels": {"kubernetes.io/metadata.name": NAMESPACE}},
     )
     register_and_wait(
@@ -182,21 +186,33 @@ def unregister(kube: KubeClient) -> None:
         time.sleep(0.05)
 
 
+def added(without: dict[str, Any], with_webhook: dict[str, Any]) -> dict[str, float]:
+    return {
+        "added_p50_ms": round(with_webhook["p50_ms"] - without["p50_ms"], 2),
+        "added_p99_ms": round(with_webhook["p99_ms"] - without["p99_ms"], 2),
+    }
+
+
 def summary(
-    rate: int, seconds: int, without: dict[str, Any], with_webhook: dict[str, Any]
+    rate: int,
+    seconds: int,
+    without: dict[str, Any],
+    with_webhook: dict[str, Any],
+    with_anchor: dict[str, Any] | None,
 ) -> dict[str, Any]:
     return {
         "scenario": f"pod_create_{rate}_per_s",
         "seconds": seconds,
-        "added_p50_ms": round(with_webhook["p50_ms"] - without["p50_ms"], 2),
-        "added_p99_ms": round(with_webhook["p99_ms"] - without["p99_ms"], 2),
+        **added(without, with_webhook),
         "goal_added_p99_ms": GOAL_ADDED_P99_MS,
+        **({"go_anchor": added(without, with_anchor)} if with_anchor else {}),
         "shed": with_webhook["outcomes"].get("shed", 0),
         "all_annotated": with_webhook["created"]
         == with_webhook["pods"]
         == with_webhook["annotated"],
         "without_webhook": without,
         "with_webhook": with_webhook,
+        **({"with_go_anchor": with_anchor} if with_anchor else {}),
         "cores": os.cpu_count(),
     }
 
@@ -215,16 +231,26 @@ def main(argv: list[str]) -> int:
             creates = PodCreates(cluster, kube, seconds)
             quiet = ("--enable-affinity=false", "--log-level=warning")
             webhook = webhook_for(standin.url, *quiet, f"--kubeconfig={cluster.kubeconfig}")
-            try:
+            with contextlib.ExitStack() as stack:
+                go = (
+                    stack.enter_context(anchor.running_anchor(reviews, RECOMMENDED))
+                    if anchor.available()
+                    else None
+                )
                 webhook.start().wait_ready()
+                stack.callback(webhook.stop)
                 for rate in RATES:
                     without = creates.measure(f"without-{rate}", rate)
-                    register(kube, webhook)
+                    with_anchor = None
+                    if go:
+                        register(kube, go.url, go.ca_file.read_bytes())
+                        with_anchor = creates.measure(f"anchor-{rate}", rate)
+                        unregister(kube)
+                    register(kube, webhook.url, webhook.ca.cert_pem)
                     with_webhook = creates.measure(f"with-{rate}", rate, webhook)
                     unregister(kube)
-                    print(json.dumps(summary(rate, seconds, without, with_webhook)), flush=True)
-            finally:
-                webhook.stop()
+                    line = summary(rate, seconds, without, with_webhook, with_anchor)
+                    print(json.dumps(line), flush=True)
     finally:
         standin.stop()
     return 0
