@@ -21,6 +21,7 @@ from tests.chart.conftest import (
     one,
     render,
 )
+from tests.chart.test_oom_rbac import OOM_SHARD_NAMES
 
 CRD_GROUPS = ("monitoring.coreos.com/", "cert-manager.io/")
 
@@ -270,13 +271,13 @@ def test_rbac_is_exactly_what_the_services_need(values: Any) -> None:
         {
             "apiGroups": [""],
             "resources": ["configmaps"],
-            "resourceNames": ["rs-runner-sizer-history", "rs-runner-sizer-ooms"],
+            "resourceNames": ["rs-runner-sizer-history", "rs-runner-sizer-ooms", *OOM_SHARD_NAMES],
             "verbs": ["get", "update"],
         },
         {
             "apiGroups": [""],
             "resources": ["configmaps"],
-            "resourceNames": shards + every_name("rs-runner-sizer-ooms")[1:],
+            "resourceNames": shards,
             "verbs": ["get", "update", "delete"],
         },
         {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]},

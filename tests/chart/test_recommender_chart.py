@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from runner_sizer.history.recordset import every_name
 from tests.chart.conftest import find, one, render
+from tests.chart.test_oom_rbac import OOM_SHARD_NAMES
 from tests.chart.test_values import egress_ports, env_of, render_error, webhook_pod
 
 
@@ -52,7 +52,7 @@ def test_it_reads_the_recorders_oom_records_with_get_on_their_names_only(values:
         {
             "apiGroups": [""],
             "resources": ["configmaps"],
-            "resourceNames": every_name("rs-runner-sizer-ooms"),  # the head and its shards
+            "resourceNames": ["rs-runner-sizer-ooms", *OOM_SHARD_NAMES],  # the head, its shards
             "verbs": ["get"],
         }
     ]

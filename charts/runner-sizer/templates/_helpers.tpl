@@ -55,24 +55,40 @@ from a release without these values renders the defaults.
 {{- end -}}
 
 {{/*
-Every shard name a record set with head `.` can use (history/recordset.py: banks a and b of
-MAX_SHARDS each), as a JSON list: RBAC names them all, so a move between shard counts needs no
-new grant.
+The shard names `<name>-<bank><i>` (history/recordset.py) of banks `.banks`, `.shards` each, of a
+record set with head `.name`, as a JSON list for RBAC resourceNames.
 */}}
 {{- define "runner-sizer.recordSetShardNames" -}}
-{{- $base := . -}}
 {{- $names := list -}}
-{{- range $bank := list "a" "b" -}}
-{{- range $index := until 32 -}}
-{{- $names = append $names (printf "%s-%s%d" $base $bank $index) -}}
+{{- range $bank := .banks -}}
+{{- range $index := until (int $.shards) -}}
+{{- $names = append $names (printf "%s-%s%d" $.name $bank $index) -}}
 {{- end -}}
 {{- end -}}
 {{- toJson $names -}}
 {{- end -}}
 
+{{/*
+Every shard name the history can use: banks a and b of MAX_SHARDS (history/recordset.py), so a
+move between shard counts needs no new grant.
+*/}}
+{{- define "runner-sizer.historyShardNames" -}}
+{{- include "runner-sizer.recordSetShardNames" (dict "name" (include "runner-sizer.historyConfigMapName" .) "banks" (list "a" "b") "shards" 32) -}}
+{{- end -}}
+
 {{/* The OOM kill records: one per release, beside the history (the recorder writes them, the recommender reads them). */}}
 {{- define "runner-sizer.oomConfigMapName" -}}
 {{- ternary (printf "%s-ooms" .Release.Name) (printf "%s-runner-sizer-ooms" .Release.Name) (contains "runner-sizer" .Release.Name) -}}
+{{- end -}}
+
+{{/*
+The OOM records' shard names. Their count has been 2 since they became a record set, so their
+layout never leaves bank a (a single-ConfigMap head from before moves into bank a) and no shard is
+deleted. Another count would move them into bank b: grant both banks then.
+*/}}
+{{- define "runner-sizer.oomShardNames" -}}
+{{- /* 2 mirrors OOM_SHARDS in src/runner_sizer/history/oom_store.py. */ -}}
+{{- include "runner-sizer.recordSetShardNames" (dict "name" (include "runner-sizer.oomConfigMapName" .) "banks" (list "a") "shards" 2) -}}
 {{- end -}}
 
 {{/* The webhook's name inside its configuration: the apiserver's admission metrics carry it as `name`. */}}
