@@ -42,7 +42,15 @@ from typing import Any
 import requests
 from prometheus_client import CollectorRegistry
 
-from bench.webhook import RECOMMENDED, attack, receiver_key, sample_reviews, summarize, vegeta
+from bench.webhook import (
+    RECOMMENDED,
+    WARMUP_SECONDS,
+    attack,
+    receiver_key,
+    sample_reviews,
+    summarize,
+    vegeta,
+)
 from runner_sizer.devcluster.binaries import ensure_binaries
 from runner_sizer.devcluster.cluster import LocalCluster
 from runner_sizer.devcluster.receiver_standin import StandinServer, StandinState
@@ -214,6 +222,7 @@ def webhook_load(cluster: LocalCluster, namespace: str, seconds: float) -> Itera
                         rate=ADMISSIONS_PER_S,
                         seconds=int(seconds),
                         workers=16,
+                        warmup=WARMUP_SECONDS,
                     )
                 ),
                 daemon=True,

@@ -107,18 +107,34 @@ class Answers:
             self.invalid.append(body[:200].decode(errors="replace"))
 
 
-def check_answers(tool: Path, results: Path, uids: set[str]) -> Answers:
+def check_answers(results: list[dict[str, Any]], uids: set[str]) -> Answers:
     """Every 200 answer in vegeta's results, checked (errors are counted by the report)."""
     answers = Answers()
-    with subprocess.Popen(
-        [str(tool), "encode", "-to=json", str(results)], stdout=subprocess.PIPE
-    ) as encode:
-        assert encode.stdout is not None
-        for line in encode.stdout:
-            result = json.loads(line)
-            if result["code"] == 200:
-                answers.check(base64.b64decode(result["body"]), uids)
+    for result in results:
+        if result["code"] == 200:
+            answers.check(base64.b64decode(result["body"]), uids)
     return answers
+
+
+def decoded(tool: Path, results: Path) -> list[dict[str, Any]]:
+    """vegeta's results, one dict each (`seq` numbers them in the order they were sent)."""
+    encode = subprocess.run(
+        [str(tool), "encode", "-to=json", str(results)], capture_output=True, check=True
+    )
+    return [json.loads(line) for line in encode.stdout.splitlines()]
+
+
+def cold_start(results: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
+    """The warm-up's figures: the connections vegeta opens, and their TLS handshakes, as the
+    first ticks find none idle."""
+    latencies = sorted(result["latency"] for result in results)
+    return {
+        "seconds": seconds,
+        "requests": len(results),
+        "errors": sum(result["code"] != 200 for result in results),
+        "p99_ms": round(latencies[int(len(latencies) * 0.99)] / 1e6, 2) if latencies else 0,
+        "max_ms": round(latencies[-1] / 1e6, 2) if latencies else 0,
+    }
 
 
 def attack(
@@ -130,9 +146,16 @@ def attack(
     seconds: int,
     workers: int,
     max_workers: int = 0,
+    warmup: float = 0,
 ) -> dict[str, Any]:
     """Run vegeta; rate 0 means closed loop with `workers` connections, else an open loop
-    that opens more connections as answers lag, up to `max_workers` (0: no limit)."""
+    that opens more connections as answers lag, up to `max_workers` (0: no limit).
+
+    With `warmup` (open loop only), vegeta first runs that many seconds at the same rate
+    over the same connections; those requests are reported apart, as `cold_start`, and
+    the figures are the `seconds` after them: the steady state an apiserver's kept-alive
+    connections see.
+    """
     targets = "".join(
         json.dumps(
             {
@@ -151,7 +174,7 @@ def attack(
             str(tool),
             "attack",
             "-format=json",
-            f"-duration={seconds}s",
+            f"-duration={seconds + warmup}s",
             f"-rate={rate}",
             f"-root-certs={target.ca_file}",
             "-http2=false",
@@ -165,12 +188,17 @@ def attack(
         elif max_workers:
             args.append(f"-max-workers={max_workers}")
         subprocess.run(args, input=targets.encode(), capture_output=True, check=True)
+        every = decoded(tool, results)
+        first = round(rate * warmup)
+        measured = [result for result in every if result["seq"] >= first]
+        results.write_text("".join(json.dumps(result) + "\n" for result in measured))
         report = subprocess.run(
             [str(tool), "report", "-type=json", str(results)], capture_output=True, check=True
         )
-        result: dict[str, Any] = json.loads(report.stdout)
-        answers = check_answers(tool, results, {r["request"]["uid"] for r in reviews})
-    result["answers"] = answers
+    result: dict[str, Any] = json.loads(report.stdout)
+    result["answers"] = check_answers(measured, {r["request"]["uid"] for r in reviews})
+    if warmup:
+        result["cold_start"] = cold_start([r for r in every if r["seq"] < first], warmup)
     return result
 
 
@@ -199,6 +227,7 @@ def summarize(name: str, report: dict[str, Any], **extra: Any) -> dict[str, Any]
             else {}
         ),
         **checked,
+        **({"cold_start": report["cold_start"]} if "cold_start" in report else {}),
         **extra,
     }
 
@@ -296,7 +325,15 @@ def with_live_history(
         warm(webhook, reviews)
         writer.start()
         try:
-            return attack(tool, webhook, reviews, rate=1000, seconds=seconds, workers=16)
+            return attack(
+                tool,
+                webhook,
+                reviews,
+                rate=1000,
+                seconds=seconds,
+                workers=16,
+                warmup=WARMUP_SECONDS,
+            )
         finally:
             stop.set()
 
@@ -354,7 +391,24 @@ def side_by_side(
     return capacity
 
 
+def open_loop(
+    tool: Path,
+    webhook: WebhookProcess,
+    state: StandinState,
+    reviews: list[dict[str, Any]],
+    seconds: int,
+) -> None:
+    """1,000/s after a warm-up at the same rate; then the Go anchor, the same way."""
+    run = partial(attack, rate=1000, seconds=seconds, workers=16, warmup=WARMUP_SECONDS)
+    measured("open_loop_1000rps_warm", state, partial(run, tool, webhook, reviews), webhook)
+    if ANCHOR:
+        with anchor.running_anchor(reviews, RECOMMENDED) as go:
+            report = with_cpu(go.pid, partial(run, tool, go, reviews))
+        print(json.dumps(summarize("go_anchor_open_loop_1000rps", report)), flush=True)
+
+
 ANCHOR = anchor.available()
+WARMUP_SECONDS = 2.0
 
 
 def main(argv: list[str]) -> int:
@@ -385,14 +439,7 @@ def main(argv: list[str]) -> int:
                     capacity = side_by_side(tool, webhook, state, reviews, short)
             with warm_webhook(standin, reviews, *quiet) as webhook:
                 if wanted("open_loop_1000rps_warm"):
-                    measured(
-                        "open_loop_1000rps_warm",
-                        state,
-                        partial(
-                            attack, tool, webhook, reviews, rate=1000, seconds=seconds, workers=16
-                        ),
-                        webhook,
-                    )
+                    open_loop(tool, webhook, state, reviews, seconds)
                 if wanted("overload"):
                     # At most 64 connections, as a busy apiserver's webhook client might hold;
                     # unbounded, vegeta's new connections and their handshakes take the cores.
@@ -426,7 +473,14 @@ def main(argv: list[str]) -> int:
                         "open_loop_200rps_receiver_5ms_uncached",
                         state,
                         partial(
-                            attack, tool, webhook, reviews, rate=200, seconds=short, workers=16
+                            attack,
+                            tool,
+                            webhook,
+                            reviews,
+                            rate=200,
+                            seconds=short,
+                            workers=16,
+                            warmup=WARMUP_SECONDS,
                         ),
                         webhook,
                     )
