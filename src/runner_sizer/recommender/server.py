@@ -1,4 +1,4 @@
-"""The gunicorn application: one gevent worker holds the table and serves it.
+"""The gunicorn application: one gevent (pywsgi) worker holds the table and serves it.
 
 One process, so one refresher and one copy of the table: a second worker would
 double the queries and the memory; a replica more is the way to scale. Lookups
@@ -19,10 +19,9 @@ time in py-spy), parsing (~20 %), the environ. Tried alternately against it in
 one run (load 8-13 from other work; worker CPU per request): gunicorn's C parser
 (gunicorn[fast], gunicorn_h1c 0.6.9) 275-313 against 275-286 us, as the Python
 header policy around it is most of the parse; TCP_CORK from the app to
-post_request, one segment per answer, 278-314 against 281-343 us; the
-gevent_pywsgi worker 240-279 against 277-343 us, which also sends twice and has
-no post_request hook for the yield below. None was worth a dependency or the
-fairness.
+post_request, one segment per answer, 278-314 against 281-343 us. gevent's pywsgi
+server under gunicorn, with one write per answer and the yield, does less per
+request (pywsgi_worker.py), so it serves here.
 
 The refresh is CPU-bound for seconds (the first one for ~30 s): it runs in a
 native thread, so the event loop and the worker's heartbeat go on meanwhile.
@@ -38,7 +37,6 @@ from gunicorn.app.base import BaseApplication
 
 from runner_sizer.observability.logs import gunicorn_logging
 from runner_sizer.recommender.settings import RecommenderSettings
-from runner_sizer.serving import send_head_and_body_at_once, yield_to_other_connections
 
 log = logging.getLogger(__name__)
 
@@ -92,11 +90,9 @@ class RecommenderServer(BaseApplication):  # type: ignore[misc]
         options: dict[str, Any] = {
             "bind": [f"{host}:{settings.listen_port}"],
             "workers": 1,
-            "worker_class": "gevent",
+            "worker_class": "runner_sizer.pywsgi_worker.LeanPyWSGIWorker",
             "worker_connections": 1000,
             "keepalive": 120,
-            "post_request": yield_to_other_connections,
-            "post_worker_init": send_head_and_body_at_once,
             # A refresh runs in its own thread: the worker's heartbeat goes on meanwhile.
             "timeout": 30,
             "graceful_timeout": 5,
