@@ -21,7 +21,7 @@ one run (load 8-13 from other work; worker CPU per request): gunicorn's C parser
 header policy around it is most of the parse; TCP_CORK from the app to
 post_request, one segment per answer, 278-314 against 281-343 us. gevent's pywsgi
 server under gunicorn, with one write per answer and the yield, does less per
-request (pywsgi_worker.py), so it serves here.
+request (serving.py), so it serves here.
 
 The refresh is CPU-bound for seconds (the first one for ~30 s): it runs in a
 native thread, so the event loop and the worker's heartbeat go on meanwhile.
@@ -37,6 +37,7 @@ from gunicorn.app.base import BaseApplication
 
 from runner_sizer.observability.logs import gunicorn_logging
 from runner_sizer.recommender.settings import RecommenderSettings
+from runner_sizer.serving import WORKER_CLASS
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ class RecommenderServer(BaseApplication):  # type: ignore[misc]
         options: dict[str, Any] = {
             "bind": [f"{host}:{settings.listen_port}"],
             "workers": 1,
-            "worker_class": "runner_sizer.pywsgi_worker.LeanPyWSGIWorker",
+            "worker_class": WORKER_CLASS,
             "worker_connections": 1000,
             "keepalive": 120,
             # A refresh runs in its own thread: the worker's heartbeat goes on meanwhile.

@@ -1,4 +1,4 @@
-"""The recommender's gunicorn worker (runner_sizer.pywsgi_worker) in a real gunicorn process."""
+"""The servers' gunicorn worker (runner_sizer.serving) in a real gunicorn process."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from runner_sizer.devcluster.cluster import free_port
+from runner_sizer.serving import WORKER_CLASS
 from tests.support.busy_wsgi import BODY
 
 GUNICORN = str(Path(sys.executable).parent / "gunicorn")
@@ -24,7 +25,7 @@ def server() -> Iterator[tuple[str, int]]:
     process = subprocess.Popen(
         [
             GUNICORN,
-            "--worker-class=runner_sizer.pywsgi_worker.LeanPyWSGIWorker",
+            f"--worker-class={WORKER_CLASS}",
             "--keep-alive=1",
             f"--bind=127.0.0.1:{port}",
             "tests.support.busy_wsgi:app",
