@@ -42,6 +42,7 @@ from typing import Any
 import requests
 from prometheus_client import CollectorRegistry
 
+from bench.proc import cores_while
 from bench.webhook import (
     RECOMMENDED,
     WARMUP_SECONDS,
@@ -275,7 +276,9 @@ def measure(cluster: LocalCluster, scenario: Scenario, seconds: float) -> dict[s
             recorded_before = recorder.metric("runner_sizer_recorder_bindings_recorded_total")
             began = time.monotonic()
             synthetic = [key for key in history if key.count("-") == 3]
-            created = bound_pods(cluster, namespace, synthetic, seconds)
+            created, cores = cores_while(
+                os.getpid(), lambda: bound_pods(cluster, namespace, synthetic, seconds)
+            )
             elapsed = time.monotonic() - began
             traffic.counting.clear()
             cpu = cpu_seconds(recorder.process.popen.pid) - cpu_before
@@ -295,6 +298,8 @@ def measure(cluster: LocalCluster, scenario: Scenario, seconds: float) -> dict[s
             "compactions": traffic.compactions,
             "stored_keys": int(recorder.metric("runner_sizer_recorder_history_keys")),
             "recorder_cpu_percent": round(100 * cpu / elapsed, 1),
+            # Every process of the run (control plane, recorder, webhook, vegeta, this one).
+            "cores_by_command": cores,
         }
         if admissions:
             result["webhook"] = summarize(

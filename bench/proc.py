@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 def _read(path: Path) -> str:
@@ -35,3 +39,28 @@ def cpu_ns(pid: int) -> int:
         for process in process_tree(pid)
         for task in _tasks(process)
     )
+
+
+def _own_ns(pid: int) -> int:
+    """Nanoseconds on a CPU of `pid`'s own threads."""
+    return sum(int((_read(task / "schedstat").split() or ["0"])[0]) for task in _tasks(pid))
+
+
+def _by_pid(root: int) -> dict[int, tuple[str, int]]:
+    """Every process under `root`: its command name and CPU nanoseconds so far."""
+    return {
+        pid: (_read(Path(f"/proc/{pid}/comm")).strip(), _own_ns(pid)) for pid in process_tree(root)
+    }
+
+
+def cores_while(root: int, run: Callable[[], T]) -> tuple[T, dict[str, float]]:
+    """`run`'s result, and the cores the processes under `root` used meanwhile, summed by
+    command name (a process that ends meanwhile is left out)."""
+    before = _by_pid(root)
+    began = time.monotonic()
+    result = run()
+    elapsed = time.monotonic() - began
+    used: dict[str, int] = {}
+    for pid, (name, ns) in _by_pid(root).items():
+        used[name] = used.get(name, 0) + ns - before.get(pid, (name, 0))[1]
+    return result, {name: round(ns / 1e9 / elapsed, 2) for name, ns in sorted(used.items()) if ns}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+from typing import TypeVar
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -21,9 +22,11 @@ from runner_sizer.history.ledger import (
     to_data,
 )
 from runner_sizer.history.placements import Placement
+from runner_sizer.kube.configmap import Change, Update
 from runner_sizer.options import OptionError
 from runner_sizer.recorder.bindings import Binding, binding_of
 from runner_sizer.recorder.settings import load_settings
+from runner_sizer.recorder.store import ConfigMapStore
 from runner_sizer.recorder.tombstones import Tombstones
 from runner_sizer.webhook.history_view import HistoryView
 from runner_sizer.webhook.metrics import build_metrics
@@ -68,6 +71,14 @@ def test_drop_nodes_removes_empty_keys() -> None:
     history = {"x": [Placement("a", at(2)), Placement("b", at(1))], "y": [Placement("a", at(1))]}
     assert drop_nodes(history, {"a"}) == 2
     assert history == {"x": [Placement("b", at(1))]}
+
+
+def test_drop_nodes_keeps_the_list_of_an_entry_without_them() -> None:
+    """The store remembers sizes and encodings per list: a new list is a new encoding."""
+    untouched = [Placement("b", at(1))]
+    history = {"x": [Placement("a", at(2))], "y": untouched}
+    assert drop_nodes(history, {"a"}) == 1
+    assert history["y"] is untouched
 
 
 def test_five_thousand_keys_fit_in_a_configmap() -> None:
@@ -244,3 +255,27 @@ def test_merge_shares_entries_only_one_side_changed() -> None:
     merged = merge(ours, theirs, 3)
     assert merged["same"] is shared
     assert merged == {**ours, **theirs}
+
+
+T = TypeVar("T")
+
+
+class StoredRecords:
+    """RecordSet's update contract over a dict: the change sees what is stored."""
+
+    def __init__(self, data: dict[str, str]) -> None:
+        self.data = data
+
+    def update(self, change: Change[T]) -> Update[T]:
+        self.data, result = change(self.data)
+        return Update(result, self.data, 1, 0)
+
+
+def test_a_flush_drops_buried_nodes_from_what_another_writer_stored() -> None:
+    ours = {"x": [Placement("live", at(3))]}
+    theirs = {"x": [Placement("dead", at(2))], "y": [Placement("dead", at(1))]}
+    records = StoredRecords(to_data(theirs))
+    store = ConfigMapStore(records)  # type: ignore[arg-type]
+    result = store.flush(ours, {"dead"}, max_nodes=3, max_keys=10, max_bytes=10**6)
+    assert result.history == {"x": [Placement("live", at(3))]}
+    assert from_data(records.data) == result.history

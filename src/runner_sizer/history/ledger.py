@@ -47,14 +47,21 @@ def record(history: History, key: str, node: str, at: int, max_nodes: int) -> bo
     return True
 
 
-def drop_nodes(history: History, nodes: set[str]) -> int:
-    """Forget deleted nodes; returns how many placements went."""
+def drop_nodes(history: History, nodes: set[str], keys: Iterable[str] | None = None) -> int:
+    """Forget deleted nodes (in `keys` only, if given); returns how many placements went.
+
+    An entry without them keeps its list, so what is remembered per list (sizes,
+    encodings) still holds: a flush passes every tombstoned node, every time.
+    """
     dropped = 0
     if not nodes:
         return dropped
-    for key in list(history):
-        kept = [p for p in history[key] if p.node not in nodes]
-        dropped += len(history[key]) - len(kept)
+    for key in list(history if keys is None else keys):
+        placements = history[key]
+        kept = [p for p in placements if p.node not in nodes]
+        if len(kept) == len(placements):
+            continue
+        dropped += len(placements) - len(kept)
         if kept:
             history[key] = kept
         else:

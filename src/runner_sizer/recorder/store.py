@@ -69,13 +69,18 @@ class ConfigMapStore:
         """Merge `ours` into what is stored and write it; on 409 re-read and merge again.
 
         The union keeps every entry of every writer; nodes known to be deleted
-        are filtered from both sides, and the least recently used keys past the
-        bounds are evicted. A missing ConfigMap is created.
+        are filtered from both sides (`ours` holds none: the recorder drops a node
+        from its history when it buries it and records no binding to a buried one),
+        and the least recently used keys past the bounds are evicted. A missing
+        ConfigMap is created.
         """
 
         def change(stored: Mapping[str, str]) -> tuple[dict[str, str], tuple[History, list[str]]]:
             merged = merge(ours, self._theirs(stored), max_nodes)
-            drop_nodes(merged, forgotten_nodes)
+            theirs_only = [
+                key for key, placements in merged.items() if ours.get(key) is not placements
+            ]
+            drop_nodes(merged, forgotten_nodes, theirs_only)
             evicted = evict(merged, max_keys, max_bytes, self._sizes)
             return self._encode(merged), (merged, evicted)
 
