@@ -36,13 +36,12 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import requests
 from prometheus_client import CollectorRegistry
 
-from bench.proc import cores_while
+from bench.proc import cores_while, cpu_ns
 from bench.webhook import (
     RECOMMENDED,
     WARMUP_SECONDS,
@@ -70,6 +69,7 @@ from runner_sizer.history.recordset import (
     encode,
     head_data,
     plan,
+    stored_after,
 )
 from runner_sizer.history.recordset_store import RecordSet
 from runner_sizer.kube.client import JSON, KubeClient
@@ -169,12 +169,6 @@ def bound_pods(cluster: LocalCluster, namespace: str, keys: list[str], seconds: 
     return total
 
 
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process (/proc/PID/stat)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def preload_single(kube: KubeClient, namespace: str, history: History) -> None:
     body = {"metadata": {"name": NAME}, "data": to_data(history)}
     kube.post(f"/api/v1/namespaces/{namespace}/configmaps", body)
@@ -272,7 +266,7 @@ def measure(cluster: LocalCluster, scenario: Scenario, seconds: float) -> dict[s
         with load or contextlib.nullcontext({}) as admissions:
             time.sleep(3)  # the recorder's first flush after its load (a move, if any)
             traffic.counting.set()
-            cpu_before = cpu_seconds(recorder.process.popen.pid)
+            cpu_before = cpu_ns(recorder.process.popen.pid)
             recorded_before = recorder.metric("runner_sizer_recorder_bindings_recorded_total")
             began = time.monotonic()
             synthetic = [key for key in history if key.count("-") == 3]
@@ -281,7 +275,7 @@ def measure(cluster: LocalCluster, scenario: Scenario, seconds: float) -> dict[s
             )
             elapsed = time.monotonic() - began
             traffic.counting.clear()
-            cpu = cpu_seconds(recorder.process.popen.pid) - cpu_before
+            cpu = (cpu_ns(recorder.process.popen.pid) - cpu_before) / 1e9
             recorded = recorder.metric("runner_sizer_recorder_bindings_recorded_total")
             recorded -= recorded_before
         result: dict[str, object] = {
@@ -359,8 +353,7 @@ def webhook_event_cpu(keys: int, flushes: int, *, single: bool = False) -> dict[
         for name, part in step.shards.items():
             shards.append(fed(view._shard_watches[name], {RECORDS_KEY: encode(part)}))
         heads.append(fed(view._head, head_data(step.layout, step.delta)))
-        written = {n: step.shards.get(n, stored.shards.get(n, {})) for n in step.layout.names(NAME)}
-        stored = Stored(step.layout, step.delta, written)
+        stored = stored_after(stored, step, NAME)
     view.stop()
     assert all(view.nodes(k) == tuple(p.node for p in history[k]) for k in names)
     return {
@@ -402,8 +395,7 @@ def layout_model(keys: int, flushes: int) -> dict[str, object]:
             sharded += written + size(head_data(step.layout, step.delta))
             single += size(data)
             compactions += bool(step.shards)
-        shards = {n: step.shards.get(n, stored.shards.get(n, {})) for n in step.layout.names(NAME)}
-        stored = Stored(step.layout, step.delta, shards)
+        stored = stored_after(stored, step, NAME)
     return {
         "scenario": f"layout_model_{keys}_keys_{int(RATE)}_bindings_per_s",
         "flushes": flushes,

@@ -32,18 +32,14 @@ def process_tree(pid: int) -> Iterator[int]:
             yield from process_tree(int(child))
 
 
-def cpu_ns(pid: int) -> int:
-    """Nanoseconds on a CPU of every thread of `pid` and its children (/proc/*/schedstat)."""
-    return sum(
-        int((_read(task / "schedstat").split() or ["0"])[0])
-        for process in process_tree(pid)
-        for task in _tasks(process)
-    )
-
-
 def _own_ns(pid: int) -> int:
-    """Nanoseconds on a CPU of `pid`'s own threads."""
+    """Nanoseconds on a CPU of `pid`'s own threads (/proc/PID/task/*/schedstat)."""
     return sum(int((_read(task / "schedstat").split() or ["0"])[0]) for task in _tasks(pid))
+
+
+def cpu_ns(pid: int) -> int:
+    """Nanoseconds on a CPU of every thread of `pid` and its children."""
+    return sum(_own_ns(process) for process in process_tree(pid))
 
 
 def _by_pid(root: int) -> dict[int, tuple[str, int]]:

@@ -5,7 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from runner_sizer.history.oom_store import OOM_SHARDS
-from runner_sizer.history.recordset import BANKS, DEFAULT_COMPACT_AFTER, Layout, Stored, plan
+from runner_sizer.history.recordset import (
+    BANKS,
+    DEFAULT_COMPACT_AFTER,
+    Layout,
+    Stored,
+    plan,
+    stored_after,
+)
 from tests.chart.conftest import one, render
 
 HEAD = "rs-runner-sizer-ooms"
@@ -25,9 +32,7 @@ def test_the_oom_records_only_ever_use_the_first_banks_shards() -> None:
             step = plan(HEAD, stored, records(count), OOM_SHARDS, DEFAULT_COMPACT_AFTER)
             used |= {*step.layout.names(HEAD), *step.shards}
             deleted += step.deletions
-            written = {**stored.shards, **step.shards}
-            shards = {name: written.get(name, {}) for name in step.layout.names(HEAD)}
-            stored = Stored(step.layout, step.delta, shards)
+            stored = stored_after(stored, step, HEAD)
         assert stored.layout is not None and stored.layout.generation > 2, "it compacted"
         assert used == set(OOM_SHARD_NAMES)
         assert deleted == []

@@ -165,6 +165,13 @@ class Plan:
         return len(self.shards) + 1 + len(self.deletions)
 
 
+def stored_after(stored: Stored, step: Plan, base: str) -> Stored:
+    """What is stored once every write of `step` is done: each shard of its layout as
+    written now, or as it was."""
+    shards = {n: step.shards.get(n, stored.shards.get(n, {})) for n in step.layout.names(base)}
+    return Stored(step.layout, step.delta, shards)
+
+
 def plan(
     base: str, stored: Stored, desired: Mapping[str, str], shards: int, compact_after: int
 ) -> Plan:

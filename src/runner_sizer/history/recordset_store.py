@@ -25,6 +25,7 @@ from runner_sizer.history.recordset import (
     plan,
     read_head,
     shard_of,
+    stored_after,
 )
 from runner_sizer.kube.client import JSON, KubeClient, KubeError
 from runner_sizer.kube.configmap import MAX_ATTEMPTS, RECORDER_LABELS, Change, Update, create
@@ -156,11 +157,8 @@ class RecordSet:
             log.info("records moved", extra={"head": self._name, "layout": step.layout.format()})
         for name in step.deletions:
             self._delete(name)
-        shards = {
-            n: step.shards.get(n, stored.shards.get(n, {})) for n in step.layout.names(self._name)
-        }
         # Records kept from another writer's move: read it all again at the next update.
-        self._stored = None if kept else Stored(step.layout, step.delta, shards)
+        self._stored = None if kept else stored_after(stored, step, self._name)
         return len(step.shards) + 1 + len(step.deletions)
 
     def update(self, change: Change[T]) -> Update[T]:
