@@ -2,9 +2,11 @@
 
 A local control plane, a history preloaded to KEYS keys (synthetic entries of
 realistic size), the real recorder at its default 1 s flush interval, and pods
-created already bound to nodes at 100/s, each another run of a random stored
-key (random keys: the worst case for shards; the history keeps its size). A
-namespace-wide watch on the history's ConfigMaps counts, over the window:
+created already bound to nodes at 100/s by vegeta (cheaper on the shared cores
+than a Python client), each another run of a random stored key (random keys: the
+worst case for shards; the history keeps its size). The window measured starts
+LEAD_SECONDS after the pods' creation does. A namespace-wide watch on the
+history's ConfigMaps counts, over the window:
 
 - written: the JSON of each stored object version (what the recorder PUT or
   POSTed: the object without the server's managedFields);
@@ -16,7 +18,9 @@ history (`--history-shards=1 --compact-after-bytes=1`: the one shard at every
 flush, beside a head of a few bytes). At 50,000 keys a single object cannot
 exist (1 MiB), so its figure is the history's size once per flush interval.
 The large scenario also runs the real webhook (affinity on, watching the live
-history) under vegeta at 500 admissions/s. Prints one JSON line per scenario.
+history) under vegeta at 500 admissions/s; then, where Go and the anchor are
+present, the Go anchor the same way: what this machine's load alone does to a
+webhook's latency. Prints one JSON line per scenario.
 
     python -m bench.history [SECONDS]
 """
@@ -34,17 +38,20 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import requests
 from prometheus_client import CollectorRegistry
 
+from bench import anchor
+from bench.pod_create import post_pods
 from bench.proc import cores_while, cpu_ns
 from bench.webhook import (
     RECOMMENDED,
     WARMUP_SECONDS,
+    Target,
     attack,
     receiver_key,
     sample_reviews,
@@ -78,9 +85,9 @@ from runner_sizer.webhook.history_view import HistoryView
 from runner_sizer.webhook.metrics import build_metrics
 
 NAME = "runner-sizer-history"
-CREATORS = 16
 RATE = 100.0
 ADMISSIONS_PER_S = 500
+LEAD_SECONDS = 5  # pods are created for this long before the window measured
 COMPACT = {"separators": (",", ":")}
 SINGLE_OBJECT = ("--history-shards=1", "--compact-after-bytes=1")
 LARGE = ("--max-keys=50000", "--max-bytes=9000000")
@@ -118,55 +125,48 @@ class Traffic:
         path = f"/api/v1/namespaces/{namespace}/configmaps"
         version = kube.get(path)["metadata"]["resourceVersion"]
         while not self.stop.is_set():
-            for event in kube.watch(path, {"resourceVersion": version}, read_timeout=60):
-                obj: JSON = event.get("object") or {}
-                metadata = obj.get("metadata") or {}
-                version = metadata.get("resourceVersion") or version
-                if not str(metadata.get("name", "")).startswith(prefix):
-                    continue
-                if self.counting.is_set():
-                    self.events += 1
-                    self.received += len(json.dumps(event, **COMPACT))  # type: ignore[arg-type]
-                    if event.get("type") != "DELETED":
-                        stored = {k: v for k, v in metadata.items() if k != "managedFields"}
-                        size = len(json.dumps({**obj, "metadata": stored}, **COMPACT))  # type: ignore[arg-type]
-                        self.written += size
-                        if metadata["name"] != prefix:
-                            self.shard_bytes += size
-                        layout = (obj.get("data") or {}).get(LAYOUT_KEY, "")
-                        if metadata["name"] == prefix and layout != self.generation:
-                            self.compactions += bool(self.generation)
-                            self.generation = layout
-                if self.stop.is_set():
-                    return
+            events = kube.watch(path, {"resourceVersion": version}, read_timeout=60)
+            with contextlib.suppress(requests.RequestException):  # a quiet watch times out
+                for event in events:
+                    obj: JSON = event.get("object") or {}
+                    version = (obj.get("metadata") or {}).get("resourceVersion") or version
+                    self._count(event, prefix)
+                    if self.stop.is_set():
+                        return
+
+    def _count(self, event: JSON, prefix: str) -> None:
+        obj: JSON = event.get("object") or {}
+        metadata = obj.get("metadata") or {}
+        if not self.counting.is_set() or not str(metadata.get("name", "")).startswith(prefix):
+            return
+        self.events += 1
+        self.received += len(json.dumps(event, **COMPACT))  # type: ignore[arg-type]
+        if event.get("type") == "DELETED":
+            return
+        stored = {k: v for k, v in metadata.items() if k != "managedFields"}
+        size = len(json.dumps({**obj, "metadata": stored}, **COMPACT))  # type: ignore[arg-type]
+        self.written += size
+        if metadata["name"] != prefix:
+            self.shard_bytes += size
+        layout = (obj.get("data") or {}).get(LAYOUT_KEY, "")
+        if metadata["name"] == prefix and layout != self.generation:
+            self.compactions += bool(self.generation)
+            self.generation = layout
 
 
-def bound_pods(cluster: LocalCluster, namespace: str, keys: list[str], seconds: float) -> int:
-    """Create runner pods bound to nodes at RATE/s for `seconds`; returns how many.
-
-    Each pod is another run of a random stored key (`runner-<short>-project-<id>`),
-    so the history keeps its size, and a run changes its key's entry.
-    """
-    local = threading.local()
+def bound_pods(cluster: LocalCluster, keys: list[str], count: int) -> list[dict[str, Any]]:
+    """`count` runner pods bound to nodes, each another run of a random stored key
+    (`runner-<short>-project-<id>`), so the history keeps its size, and a run changes its
+    key's entry."""
     rng = random.Random(11)  # noqa: S311 - synthetic load
-    began = time.monotonic()
-
-    def create(index: int) -> None:
-        if not hasattr(local, "kube"):
-            local.kube = KubeClient.from_kubeconfig(str(cluster.kubeconfig))
-        delay = began + index / RATE - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
+    pods = []
+    for index in range(count):
         _, short, _, project = rng.choice(keys).split("-")
         job = RunnerJob(runner_short=short, project_id=int(project), services=())
         manifest = runner_pod(job)
         manifest["spec"]["nodeName"] = cluster.node_names[index % len(cluster.node_names)]
-        local.kube.post(f"/api/v1/namespaces/{namespace}/pods", manifest)
-
-    total = int(RATE * seconds)
-    with ThreadPoolExecutor(CREATORS) as pool:
-        list(pool.map(create, range(total)))
-    return total
+        pods.append(manifest)
+    return pods
 
 
 def preload_single(kube: KubeClient, namespace: str, history: History) -> None:
@@ -185,15 +185,56 @@ class Scenario:
     preload: Callable[[KubeClient, str, History], None]
     recorder_args: tuple[str, ...] = ()
     webhook: bool = False  # the real webhook at ADMISSIONS_PER_S meanwhile
+    go_anchor: bool = False  # the Go anchor instead, where it is available
+
+
+@dataclass
+class Admissions:
+    """vegeta at ADMISSIONS_PER_S against a webhook, on a thread of its own."""
+
+    target: Target
+    seconds: float
+    metrics_url: str | None = None  # runner-sizer's, for what it shed
+    result: dict[str, Any] = field(default_factory=dict)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """The warm-up (WARMUP_SECONDS), then `seconds` measured."""
+        run = partial(
+            attack,
+            vegeta(),
+            self.target,
+            sample_reviews(),
+            rate=ADMISSIONS_PER_S,
+            seconds=int(self.seconds),
+            workers=16,
+            warmup=WARMUP_SECONDS,
+        )
+        self._thread = threading.Thread(target=lambda: self.result.update(run()), daemon=True)
+        self._thread.start()
+
+    def finish(self, name: str) -> dict[str, Any]:
+        """The attack's summary, with what runner-sizer shed."""
+        assert self._thread is not None
+        self._thread.join()
+        summary = summarize(name, self.result)
+        if self.metrics_url is None:
+            return summary
+        metrics = requests.get(self.metrics_url, timeout=5).text
+        shed = sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in metrics.splitlines()
+            if line.startswith("runner_sizer_webhook_admissions_total") and 'outcome="shed"' in line
+        )
+        return summary | {"shed": shed}
 
 
 @contextlib.contextmanager
-def webhook_load(cluster: LocalCluster, namespace: str, seconds: float) -> Iterator[dict[str, Any]]:
-    """The real webhook on the live history, attacked at ADMISSIONS_PER_S for `seconds`."""
+def webhook_on(cluster: LocalCluster, namespace: str, seconds: float) -> Iterator[Admissions]:
+    """The real webhook on the live history, ready and its receiver caches warm."""
     reviews = sample_reviews()
     state = StandinState(recommendations={receiver_key(r): RECOMMENDED for r in reviews})
     standin = StandinServer(state).start()
-    result: dict[str, Any] = {}
     try:
         with running_webhook(
             standin.url,
@@ -208,32 +249,17 @@ def webhook_load(cluster: LocalCluster, namespace: str, seconds: float) -> Itera
                     requests.post(
                         f"{webhook.url}/mutate", json=review, verify=str(webhook.ca_file), timeout=5
                     )
-            attacker = threading.Thread(
-                target=lambda: result.update(
-                    attack(
-                        vegeta(),
-                        webhook,
-                        reviews,
-                        rate=ADMISSIONS_PER_S,
-                        seconds=int(seconds),
-                        workers=16,
-                        warmup=WARMUP_SECONDS,
-                    )
-                ),
-                daemon=True,
-            )
-            attacker.start()
-            yield result
-            attacker.join()
-            metrics = requests.get(webhook.metrics_url, timeout=5).text
-            result["shed"] = sum(
-                float(line.rsplit(" ", 1)[1])
-                for line in metrics.splitlines()
-                if line.startswith("runner_sizer_webhook_admissions_total")
-                and 'outcome="shed"' in line
-            )
+            yield Admissions(webhook, seconds, webhook.metrics_url)
     finally:
         standin.stop()
+
+
+@contextlib.contextmanager
+def anchor_on(seconds: float) -> Iterator[Admissions]:
+    """The Go anchor (no history: its lookups are in-memory maps), for what the machine
+    itself does to a webhook's latency in the same scenario."""
+    with anchor.running_anchor(sample_reviews(), RECOMMENDED) as endpoint:
+        yield Admissions(endpoint, seconds)
 
 
 def measure(cluster: LocalCluster, scenario: Scenario, seconds: float) -> dict[str, object]:
@@ -261,28 +287,53 @@ def measure(cluster: LocalCluster, scenario: Scenario, seconds: float) -> dict[s
     traffic = Traffic()
     watcher = KubeClient.from_kubeconfig(str(cluster.kubeconfig))
     threading.Thread(target=traffic.watch, args=(watcher, namespace, NAME), daemon=True).start()
-    load = webhook_load(cluster, namespace, seconds) if scenario.webhook else None
+    synthetic = [key for key in history if key.count("-") == 3]
+    pods = bound_pods(cluster, synthetic, int(RATE * (LEAD_SECONDS + seconds)))
+    load = (
+        webhook_on(cluster, namespace, seconds)
+        if scenario.webhook
+        else anchor_on(seconds)
+        if scenario.go_anchor
+        else None
+    )
+    creation: dict[str, Any] = {}
+    creating = threading.Thread(
+        target=lambda: creation.update(
+            post_pods(
+                cluster,
+                f"/api/v1/namespaces/{namespace}/pods",
+                pods,
+                rate=int(RATE),
+                seconds=LEAD_SECONDS + seconds,
+            )
+        )
+    )
     try:
-        with load or contextlib.nullcontext({}) as admissions:
-            time.sleep(3)  # the recorder's first flush after its load (a move, if any)
+        with load or contextlib.nullcontext() as admissions:
+            creating.start()
+            # The recorder's first flush after its load (a move, if any); vegeta's start.
+            time.sleep(LEAD_SECONDS - WARMUP_SECONDS)
+            if admissions:
+                admissions.start()
+            time.sleep(WARMUP_SECONDS)
             traffic.counting.set()
             cpu_before = cpu_ns(recorder.process.popen.pid)
             recorded_before = recorder.metric("runner_sizer_recorder_bindings_recorded_total")
             began = time.monotonic()
-            synthetic = [key for key in history if key.count("-") == 3]
-            created, cores = cores_while(
-                os.getpid(), lambda: bound_pods(cluster, namespace, synthetic, seconds)
-            )
+            _, cores = cores_while(os.getpid(), lambda: time.sleep(seconds))
             elapsed = time.monotonic() - began
             traffic.counting.clear()
             cpu = (cpu_ns(recorder.process.popen.pid) - cpu_before) / 1e9
             recorded = recorder.metric("runner_sizer_recorder_bindings_recorded_total")
             recorded -= recorded_before
+            creating.join()
+            name = f"open_loop_{ADMISSIONS_PER_S}rps_live_history"
+            webhook = admissions.finish(name) if admissions else None
         result: dict[str, object] = {
             "scenario": scenario.name,
             "keys": scenario.keys,
             "history_bytes": data_bytes(to_data(history)),
-            "bindings_created_per_s": round(created / elapsed, 1),
+            "bindings_created_per_s": round(creation["throughput"], 1),
             "bindings_recorded_per_s": round(recorded / elapsed, 1),
             "seconds": round(elapsed, 1),
             "written_bytes_per_s": round(traffic.written / elapsed),
@@ -295,10 +346,8 @@ def measure(cluster: LocalCluster, scenario: Scenario, seconds: float) -> dict[s
             # Every process of the run (control plane, recorder, webhook, vegeta, this one).
             "cores_by_command": cores,
         }
-        if admissions:
-            result["webhook"] = summarize(
-                f"open_loop_{ADMISSIONS_PER_S}rps_live_history", admissions
-            ) | {"shed": admissions.get("shed")}
+        if webhook:
+            result["go_anchor" if scenario.go_anchor else "webhook"] = webhook
         return result
     finally:
         traffic.stop.set()
@@ -412,6 +461,7 @@ def main(argv: list[str]) -> int:
         Scenario("single_object_5000_keys", 5000, preload_single, SINGLE_OBJECT),
         Scenario("sharded_5000_keys", 5000, preload_single),
         Scenario("sharded_50000_keys", 50000, preload_sharded, LARGE, webhook=True),
+        Scenario("sharded_50000_keys_go_anchor", 50000, preload_sharded, LARGE, go_anchor=True),
     ]
     only = set(argv[1:])
     if not only or "layout_model" in only:
@@ -422,7 +472,8 @@ def main(argv: list[str]) -> int:
             print(json.dumps(webhook_event_cpu(50000, 120, single=single)), flush=True)
     with LocalCluster(ensure_binaries()) as cluster:
         for scenario in scenarios:
-            if not only or scenario.name in only:
+            wanted = not only or scenario.name in only
+            if wanted and (anchor.available() or not scenario.go_anchor):
                 print(json.dumps(measure(cluster, scenario, seconds)), flush=True)
     return 0
 

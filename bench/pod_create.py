@@ -18,7 +18,6 @@ Pods are deleted between phases.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
 import os
@@ -32,7 +31,7 @@ from typing import Any
 
 from bench import anchor
 from bench.proc import cpu_ns
-from bench.webhook import RECOMMENDED, admissions, receiver_key, vegeta
+from bench.webhook import RECOMMENDED, admissions, post_targets, receiver_key, vegeta
 from runner_sizer.devcluster.binaries import ensure_binaries
 from runner_sizer.devcluster.cluster import LocalCluster
 from runner_sizer.devcluster.receiver_standin import StandinServer, StandinState
@@ -65,6 +64,44 @@ def bench_pod(job: RunnerJob, phase: str) -> dict[str, Any]:
     return pod
 
 
+def post_pods(
+    cluster: LocalCluster,
+    path: str,
+    pods: list[dict[str, Any]],
+    *,
+    rate: int,
+    seconds: float,
+) -> dict[str, Any]:
+    """vegeta POSTing `pods` in turn to the local apiserver's `path` (admin client
+    certificate, keep-alive, open loop at `rate`/s): its JSON report."""
+    pki = cluster.workdir / "pki"
+    targets = post_targets(f"{cluster.server}{path}", pods)
+    tool = str(vegeta())
+    with tempfile.TemporaryDirectory(prefix="bench-pod-create-") as scratch:
+        results = Path(scratch) / "results.bin"
+        args = [
+            tool,
+            "attack",
+            "-format=json",
+            f"-duration={seconds}s",
+            f"-rate={rate}",
+            f"-root-certs={cluster.ca_file}",
+            f"-cert={pki / 'admin.crt'}",
+            f"-key={pki / 'admin.key'}",
+            "-http2=false",
+            "-keepalive=true",
+            "-timeout=10s",
+            "-workers=16",
+            f"-output={results}",
+        ]
+        subprocess.run(args, input=targets.encode(), capture_output=True, check=True)
+        report = subprocess.run(
+            [tool, "report", "-type=json", str(results)], capture_output=True, check=True
+        )
+    result: dict[str, Any] = json.loads(report.stdout)
+    return result
+
+
 @dataclass
 class PodCreates:
     """vegeta POSTing pods to the local apiserver, with the admin client certificate."""
@@ -74,43 +111,8 @@ class PodCreates:
     seconds: int
 
     def attack(self, phase: str, rate: int) -> dict[str, Any]:
-        pki = self.cluster.workdir / "pki"
-        targets = "".join(
-            json.dumps(
-                {
-                    "method": "POST",
-                    "url": f"{self.cluster.server}{PODS}",
-                    "body": base64.b64encode(json.dumps(bench_pod(job, phase)).encode()).decode(),
-                    "header": {"Content-Type": ["application/json"]},
-                }
-            )
-            + "\n"
-            for job in JOBS
-        )
-        tool = str(vegeta())
-        with tempfile.TemporaryDirectory(prefix="bench-pod-create-") as scratch:
-            results = Path(scratch) / "results.bin"
-            args = [
-                tool,
-                "attack",
-                "-format=json",
-                f"-duration={self.seconds}s",
-                f"-rate={rate}",
-                f"-root-certs={self.cluster.ca_file}",
-                f"-cert={pki / 'admin.crt'}",
-                f"-key={pki / 'admin.key'}",
-                "-http2=false",
-                "-keepalive=true",
-                "-timeout=10s",
-                "-workers=16",
-                f"-output={results}",
-            ]
-            subprocess.run(args, input=targets.encode(), capture_output=True, check=True)
-            report = subprocess.run(
-                [tool, "report", "-type=json", str(results)], capture_output=True, check=True
-            )
-        result: dict[str, Any] = json.loads(report.stdout)
-        return result
+        pods = [bench_pod(job, phase) for job in JOBS]
+        return post_pods(self.cluster, PODS, pods, rate=rate, seconds=self.seconds)
 
     def measure(
         self, phase: str, rate: int, webhook: WebhookProcess | None = None

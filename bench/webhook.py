@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -137,6 +137,22 @@ def cold_start(results: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
     }
 
 
+def post_targets(url: str, bodies: Iterable[Any]) -> str:
+    """vegeta's JSON targets: a POST of each body to `url`, in turn."""
+    return "".join(
+        json.dumps(
+            {
+                "method": "POST",
+                "url": url,
+                "body": base64.b64encode(json.dumps(body).encode()).decode(),
+                "header": {"Content-Type": ["application/json"]},
+            }
+        )
+        + "\n"
+        for body in bodies
+    )
+
+
 def attack(
     tool: Path,
     target: Target,
@@ -156,18 +172,7 @@ def attack(
     the figures are the `seconds` after them: the steady state an apiserver's kept-alive
     connections see.
     """
-    targets = "".join(
-        json.dumps(
-            {
-                "method": "POST",
-                "url": f"{target.url}/mutate",
-                "body": base64.b64encode(json.dumps(review).encode()).decode(),
-                "header": {"Content-Type": ["application/json"]},
-            }
-        )
-        + "\n"
-        for review in reviews
-    )
+    targets = post_targets(f"{target.url}/mutate", reviews)
     with tempfile.TemporaryDirectory(prefix="runner-sizer-bench-") as scratch:
         results = Path(scratch) / "results.bin"
         args = [
