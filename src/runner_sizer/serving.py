@@ -20,15 +20,18 @@ from __future__ import annotations
 import contextlib
 import socket
 import time
-from typing import Any, ClassVar
+from typing import Any, BinaryIO, ClassVar
 
 import gevent
 from gunicorn.workers.ggevent import GeventPyWSGIWorker, PyWSGIHandler
 
+from runner_sizer.request_headers import RequestHeaders, environ_items, read_headers
+
 
 class LeanHandler(PyWSGIHandler):  # type: ignore[misc]
-    """pywsgi's handler, plus one send per answer, a yield after each request and the
-    bookkeeping `close_idle` ends idle connections by."""
+    """pywsgi's handler, plus one send per answer, a yield after each request, headers
+    read without the email package and the bookkeeping `close_idle` ends idle
+    connections by."""
 
     # Each open connection's handler and when it last finished a request (one worker
     # per process: one event loop, no lock).
@@ -52,6 +55,12 @@ class LeanHandler(PyWSGIHandler):  # type: ignore[misc]
         self.open_connections[self] = time.monotonic()
         gevent.sleep(0)
         return result
+
+    def MessageClass(self, stream: BinaryIO, *_: object) -> RequestHeaders:  # noqa: N802 - pywsgi's name
+        return read_headers(stream)
+
+    def _headers(self) -> list[tuple[str, str]]:
+        return environ_items(self.headers)
 
     def log_request(self) -> None:
         """No access log: gunicorn's builds a record per request for a handler that is

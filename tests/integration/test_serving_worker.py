@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -115,3 +116,51 @@ def test_an_idle_keepalive_connection_is_closed_after_keepalive_seconds(
         started = time.monotonic()
         assert conn.recv(1) == b""  # closed by the server
         assert 0.5 < time.monotonic() - started < 5
+
+
+def exchange(server: tuple[str, int], request: bytes) -> tuple[bytes, bytes]:
+    """The status line and the body of the answer to one request."""
+    with socket.create_connection(server, timeout=5) as conn:
+        conn.sendall(request)
+        answer, _ = read_answer(conn)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return head.split(b"\r\n")[0], body
+
+
+def test_header_fields_reach_the_environ_as_pywsgi_puts_them(server: tuple[str, int]) -> None:
+    status, body = exchange(
+        server,
+        b"POST /environ HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+        b"X-Twice: 1\r\nx-twice: 2\r\nX_Spoof: no\r\nX-Folded: a\r\n b\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+    )
+    assert status == b"HTTP/1.1 200 OK"
+    echoed = json.loads(body)
+    assert echoed["body"] == "abcde"
+    assert echoed["headers"] == {
+        "HTTP_HOST": "test",
+        "CONTENT_TYPE": "application/json",
+        "HTTP_X_TWICE": "1,2",
+        "HTTP_X_FOLDED": "a b",
+        "HTTP_TRANSFER_ENCODING": "chunked",
+    }
+
+
+def test_a_body_is_read_by_its_content_length(server: tuple[str, int]) -> None:
+    _, body = exchange(server, b"POST /environ HTTP/1.1\r\nContent-Length: 3\r\n\r\nxyz")
+    assert json.loads(body) == {"headers": {"CONTENT_LENGTH": "3"}, "body": "xyz"}
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        b"".join(b"X-%d: v\r\n" % n for n in range(101)),
+        b"X-Long: " + b"v" * 70000 + b"\r\n",
+        b"no colon\r\n",
+    ],
+    ids=["101 fields", "a 70 KB line", "no field"],
+)
+def test_headers_past_the_limits_are_a_400(server: tuple[str, int], fields: bytes) -> None:
+    with socket.create_connection(server, timeout=5) as conn:
+        conn.sendall(b"GET /environ HTTP/1.1\r\n" + fields + b"\r\n")
+        assert conn.recv(65536).startswith(b"HTTP/1.1 400")
