@@ -204,3 +204,21 @@ def test_durations() -> None:
     for bad in ("", "0", "-5", "5x", "1h 30m", "nan", "inf"):
         with pytest.raises(ValueError):
             duration(bad)
+
+
+def test_a_token_checked_on_every_request_looks_at_its_file_once_per_interval(
+    tmp_path: Path,
+) -> None:
+    token, now = tmp_path / "token", [100.0]
+    token.write_text("first")
+    source = TokenSource(path=token, recheck_after=1.0, clock=lambda: now[0])
+    token.write_text("second")
+    now[0] += 0.5
+    assert source.current() == "first"  # within the interval: the file is not looked at
+    now[0] += 0.6
+    assert source.current() == "second"
+    token.write_text("third")
+    now[0] += 0.9
+    assert source.current() == "second"
+    now[0] += 0.2
+    assert source.current() == "third"

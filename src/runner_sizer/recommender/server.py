@@ -51,7 +51,8 @@ def build_app(settings: RecommenderSettings) -> Any:
     from runner_sizer.webhook.watched import TokenSource  # noqa: PLC0415
 
     def token(path: Any) -> TokenSource | None:
-        return None if path is None else TokenSource(path=path)
+        """A mounted token, its file looked at again at most once a second."""
+        return None if path is None else TokenSource(path=path, recheck_after=1.0)
 
     metrics = build_metrics()
     client = PrometheusClient(
