@@ -20,9 +20,11 @@ from __future__ import annotations
 import contextlib
 import socket
 import time
+from functools import lru_cache
 from typing import Any, BinaryIO, ClassVar
 
 import gevent
+from gevent.pywsgi import format_date_time
 from gunicorn.workers.ggevent import GeventPyWSGIWorker, PyWSGIHandler
 
 from runner_sizer.request_headers import RequestHeaders, environ_items, read_headers
@@ -36,6 +38,7 @@ class LeanHandler(PyWSGIHandler):  # type: ignore[misc]
     # Each open connection's handler and when it last finished a request (one worker
     # per process: one event loop, no lock).
     open_connections: ClassVar[dict[LeanHandler, float]] = {}
+    provided_date: bytes | bool | None  # pywsgi's: the app's Date header, if any
 
     def handle(self) -> None:
         self.open_connections[self] = time.monotonic()
@@ -66,6 +69,12 @@ class LeanHandler(PyWSGIHandler):  # type: ignore[misc]
         """No access log: gunicorn's builds a record per request for a handler that is
         not configured."""
 
+    def finalize_headers(self) -> None:
+        if self.provided_date is None:
+            self.response_headers.append((b"Date", http_date()))
+            self.provided_date = True
+        super().finalize_headers()
+
     def _write_with_headers(self, data: bytes) -> None:
         """pywsgi's, with the first body chunk in the headers' send: over TLS one record
         and one syscall per answer instead of two (py-spy --native on the webhook under
@@ -83,6 +92,16 @@ class LeanHandler(PyWSGIHandler):  # type: ignore[misc]
         else:
             head += data
         self._sendall(head)
+
+
+@lru_cache(maxsize=2)
+def _formatted_date(second: int) -> bytes:
+    return bytes(format_date_time(second))
+
+
+def http_date() -> bytes:
+    """The Date header's value, formatted once a second (pywsgi formats it per answer)."""
+    return _formatted_date(int(time.time()))
 
 
 def close_idle(open_connections: dict[LeanHandler, float], idle_seconds: float) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.utils
 import json
 import socket
 import subprocess
@@ -164,3 +165,13 @@ def test_headers_past_the_limits_are_a_400(server: tuple[str, int], fields: byte
     with socket.create_connection(server, timeout=5) as conn:
         conn.sendall(b"GET /environ HTTP/1.1\r\n" + fields + b"\r\n")
         assert conn.recv(65536).startswith(b"HTTP/1.1 400")
+
+
+def test_answers_carry_the_current_date(server: tuple[str, int]) -> None:
+    with socket.create_connection(server, timeout=5) as conn:
+        conn.sendall(REQUEST)
+        answer, _ = read_answer(conn)
+    dates = [line[6:] for line in answer.split(b"\r\n") if line.startswith(b"Date: ")]
+    assert len(dates) == 1
+    sent = email.utils.parsedate_to_datetime(dates[0].decode()).timestamp()
+    assert abs(sent - time.time()) < 5
