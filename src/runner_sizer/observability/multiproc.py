@@ -10,6 +10,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+_process = {"id": os.getpid()}
+os.register_at_fork(after_in_child=lambda: _process.update(id=os.getpid()))
+
+
+def process_id() -> int:
+    """`os.getpid()` as of the last fork. prometheus_client asks at every sample update
+    whether the process changed; a getpid syscall each was 3.7 % of a webhook worker
+    under load (py-spy)."""
+    return _process["id"]
 
 
 def _empty(path: Path) -> None:
@@ -35,6 +44,9 @@ def multiprocess_dir() -> Iterator[Path]:
     path.mkdir(parents=True, exist_ok=True)
     _empty(path)
     os.environ[MULTIPROC_ENV] = str(path)
+    from prometheus_client import values  # noqa: PLC0415 - after the environment is set
+
+    values.ValueClass = values.MultiProcessValue(process_identifier=process_id)  # type: ignore[no-untyped-call]
     owner = os.getpid()
     try:
         yield path
