@@ -9,8 +9,9 @@ runner-sizer adds. Where Go and ../shared/bench-anchor are present, the Go ancho
 is registered the same way in between, for what any webhook adds on these cores.
 Every created pod must carry the status annotation, and the webhook must shed none.
 
-The pods name a scheduler that does not run: otherwise kube-scheduler would bind
-thousands of them onto the three node objects on the same two cores, mid-measure.
+The pods name a scheduler that does not run, and kube-scheduler does not run either:
+it would bind thousands of them onto the three node objects on the same two cores,
+mid-measure, and watch every pod created.
 Pods are deleted between phases.
 
     python -m bench.pod_create [SECONDS]   (per phase, at most 15; default 10)
@@ -225,7 +226,9 @@ def main(argv: list[str]) -> int:
     state = StandinState(recommendations={receiver_key(r): RECOMMENDED for r in reviews})
     standin = StandinServer(state).start()
     try:
-        with LocalCluster(ensure_binaries(), with_controller_manager=False) as cluster:
+        with LocalCluster(
+            ensure_binaries(), with_controller_manager=False, with_scheduler=False
+        ) as cluster:
             # Listing or deleting thousands of pods on busy cores outlasts the default 10 s.
             kube = replace(KubeClient.from_kubeconfig(str(cluster.kubeconfig)), timeout=120.0)
             labels = {"ci-sizer.devfw.io/watch": "true"}

@@ -147,6 +147,7 @@ class LocalCluster:
     binaries: Binaries
     node_names: Sequence[str] = DEFAULT_NODES
     with_controller_manager: bool = True
+    with_scheduler: bool = True
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="runner-sizer-cp-")))
     processes: list[_Process] = field(default_factory=list)
     api_port: int = 0
@@ -259,13 +260,15 @@ class LocalCluster:
             f"--tls-private-key-file={serving_key}",
             "--leader-elect=false",
         ]
-        scheduler_port = free_port()
-        self._spawn(
-            "kube-scheduler",
-            str(self.binaries.kube_scheduler),
-            [*shared_flags, f"--secure-port={scheduler_port}"],
-        )
-        waits = [("kube-scheduler", scheduler_port)]
+        waits = []
+        if self.with_scheduler:
+            scheduler_port = free_port()
+            self._spawn(
+                "kube-scheduler",
+                str(self.binaries.kube_scheduler),
+                [*shared_flags, f"--secure-port={scheduler_port}"],
+            )
+            waits.append(("kube-scheduler", scheduler_port))
         if self.with_controller_manager:
             kcm_port = free_port()
             self._spawn(
