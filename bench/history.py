@@ -52,6 +52,7 @@ from bench.webhook import (
     RECOMMENDED,
     WARMUP_SECONDS,
     Target,
+    admissions,
     attack,
     receiver_key,
     sample_reviews,
@@ -63,7 +64,7 @@ from runner_sizer.devcluster.cluster import LocalCluster
 from runner_sizer.devcluster.receiver_standin import StandinServer, StandinState
 from runner_sizer.devcluster.recorder_process import RecorderProcess
 from runner_sizer.devcluster.runnerpods import RunnerJob, runner_pod
-from runner_sizer.devcluster.webhook_process import running_webhook
+from runner_sizer.devcluster.webhook_process import WebhookProcess, running_webhook
 from runner_sizer.history.keys import HistoryKey, history_key
 from runner_sizer.history.ledger import History, data_bytes, record, to_data
 from runner_sizer.history.placements import Placement
@@ -194,7 +195,7 @@ class Admissions:
 
     target: Target
     seconds: float
-    metrics_url: str | None = None  # runner-sizer's, for what it shed
+    webhook: WebhookProcess | None = None  # runner-sizer, for what it shed
     result: dict[str, Any] = field(default_factory=dict)
     _thread: threading.Thread | None = None
 
@@ -218,15 +219,9 @@ class Admissions:
         assert self._thread is not None
         self._thread.join()
         summary = summarize(name, self.result)
-        if self.metrics_url is None:
+        if self.webhook is None:
             return summary
-        metrics = requests.get(self.metrics_url, timeout=5).text
-        shed = sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in metrics.splitlines()
-            if line.startswith("runner_sizer_webhook_admissions_total") and 'outcome="shed"' in line
-        )
-        return summary | {"shed": shed}
+        return summary | {"shed": admissions(self.webhook).get("shed", 0.0)}
 
 
 @contextlib.contextmanager
@@ -249,7 +244,7 @@ def webhook_on(cluster: LocalCluster, namespace: str, seconds: float) -> Iterato
                     requests.post(
                         f"{webhook.url}/mutate", json=review, verify=str(webhook.ca_file), timeout=5
                     )
-            yield Admissions(webhook, seconds, webhook.metrics_url)
+            yield Admissions(webhook, seconds, webhook)
     finally:
         standin.stop()
 
@@ -309,12 +304,12 @@ def measure(cluster: LocalCluster, scenario: Scenario, seconds: float) -> dict[s
         )
     )
     try:
-        with load or contextlib.nullcontext() as admissions:
+        with load or contextlib.nullcontext() as attacker:
             creating.start()
             # The recorder's first flush after its load (a move, if any); vegeta's start.
             time.sleep(LEAD_SECONDS - WARMUP_SECONDS)
-            if admissions:
-                admissions.start()
+            if attacker:
+                attacker.start()
             time.sleep(WARMUP_SECONDS)
             traffic.counting.set()
             cpu_before = cpu_ns(recorder.process.popen.pid)
@@ -328,7 +323,7 @@ def measure(cluster: LocalCluster, scenario: Scenario, seconds: float) -> dict[s
             recorded -= recorded_before
             creating.join()
             name = f"open_loop_{ADMISSIONS_PER_S}rps_live_history"
-            webhook = admissions.finish(name) if admissions else None
+            webhook = attacker.finish(name) if attacker else None
         result: dict[str, object] = {
             "scenario": scenario.name,
             "keys": scenario.keys,
