@@ -74,6 +74,7 @@ from runner_sizer.history.recordset import (
     LAYOUT_KEY,
     RECORDS_KEY,
     Stored,
+    difference,
     encode,
     head_data,
     plan,
@@ -393,7 +394,13 @@ def webhook_event_cpu(keys: int, flushes: int, *, single: bool = False) -> dict[
         if single:
             heads.append(fed(view._head, to_data(history)))
             continue
-        step = plan(NAME, stored, to_data(history), DEFAULT_SHARDS, DEFAULT_COMPACT_AFTER)
+        step = plan(
+            NAME,
+            stored,
+            difference(stored.records(), to_data(history)),
+            DEFAULT_SHARDS,
+            DEFAULT_COMPACT_AFTER,
+        )
         for name, part in step.shards.items():
             shards.append(fed(view._shard_watches[name], {RECORDS_KEY: encode(part)}))
         heads.append(fed(view._head, head_data(step.layout, step.delta)))
@@ -433,7 +440,9 @@ def layout_model(keys: int, flushes: int) -> dict[str, object]:
             at += 10
             record(history, rng.choice(names), rng.choice(("node-a", "node-b", "node-c")), at, 3)
         data = to_data(history)
-        step = plan(NAME, stored, data, DEFAULT_SHARDS, DEFAULT_COMPACT_AFTER)
+        step = plan(
+            NAME, stored, difference(stored.records(), data), DEFAULT_SHARDS, DEFAULT_COMPACT_AFTER
+        )
         if flush:  # the first plan is the move into shards
             written = sum(size({RECORDS_KEY: encode(part)}) for part in step.shards.values())
             sharded += written + size(head_data(step.layout, step.delta))

@@ -10,6 +10,7 @@ from runner_sizer.history.recordset import (
     DEFAULT_COMPACT_AFTER,
     Layout,
     Stored,
+    difference,
     plan,
     stored_after,
 )
@@ -29,7 +30,13 @@ def test_the_oom_records_only_ever_use_the_first_banks_shards() -> None:
     for start in (Stored(), Stored(None, records(300))):
         stored, used, deleted = start, set[str](), list[str]()
         for count in [*range(0, 3000, 150), 40, 2500]:
-            step = plan(HEAD, stored, records(count), OOM_SHARDS, DEFAULT_COMPACT_AFTER)
+            step = plan(
+                HEAD,
+                stored,
+                difference(stored.records(), records(count)),
+                OOM_SHARDS,
+                DEFAULT_COMPACT_AFTER,
+            )
             used |= {*step.layout.names(HEAD), *step.shards}
             deleted += step.deletions
             stored = stored_after(stored, step, HEAD)

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from runner_sizer.history.keys import HistoryKey, history_key, to_configmap_key
 from runner_sizer.history.ledger import (
     EntrySizes,
+    History,
     data_bytes,
     drop_nodes,
     evict,
@@ -22,6 +25,7 @@ from runner_sizer.history.ledger import (
     to_data,
 )
 from runner_sizer.history.placements import Placement
+from runner_sizer.history.recordset import overlay
 from runner_sizer.kube.configmap import Change, Update
 from runner_sizer.options import OptionError
 from runner_sizer.recorder.bindings import Binding, binding_of
@@ -69,7 +73,7 @@ def test_merge_loses_nothing_from_either_writer() -> None:
 
 def test_drop_nodes_removes_empty_keys() -> None:
     history = {"x": [Placement("a", at(2)), Placement("b", at(1))], "y": [Placement("a", at(1))]}
-    assert drop_nodes(history, {"a"}) == 2
+    assert drop_nodes(history, {"a"}) == ["x", "y"]
     assert history == {"x": [Placement("b", at(1))]}
 
 
@@ -77,7 +81,7 @@ def test_drop_nodes_keeps_the_list_of_an_entry_without_them() -> None:
     """The store remembers sizes and encodings per list: a new list is a new encoding."""
     untouched = [Placement("b", at(1))]
     history = {"x": [Placement("a", at(2))], "y": untouched}
-    assert drop_nodes(history, {"a"}) == 1
+    assert drop_nodes(history, {"a"}) == ["x"]
     assert history["y"] is untouched
 
 
@@ -234,18 +238,21 @@ def test_history_view_finds_hashed_keys() -> None:
     assert view.nodes(key) == ("n1",)
 
 
-def test_entry_sizes_are_the_stored_bytes_and_remembered_per_list() -> None:
+def test_entry_sizes_are_the_stored_bytes_kept_as_entries_change() -> None:
     history = {
         "k": [Placement("node-a", at(1)), Placement("node-b", at(2))],
         "b/c": [Placement("n", at(3))],
     }
-    sizes = EntrySizes()
-    assert sizes.of(history) == {k: data_bytes(to_data({k: v})) for k, v in history.items()}
-    kept = history["k"]
+    sizes = EntrySizes(history)
+    assert {k: sizes.of(k) for k in history} == {
+        k: data_bytes(to_data({k: v})) for k, v in history.items()
+    }
     history["b/c"] = [Placement("longer-node", at(4))]
-    again = sizes.of(history)
-    assert again["b/c"] == data_bytes(to_data({"b/c": history["b/c"]}))
-    assert history["k"] is kept
+    sizes.set("b/c", history["b/c"])
+    assert sizes.total == data_bytes(to_data(history))
+    del history["k"]
+    sizes.set("k", None)
+    assert sizes.total == data_bytes(to_data(history)) == sizes.of("b/c")
 
 
 def test_merge_shares_entries_only_one_side_changed() -> None:
@@ -261,14 +268,26 @@ T = TypeVar("T")
 
 
 class StoredRecords:
-    """RecordSet's update contract over a dict: the change sees what is stored."""
+    """RecordSet's update contract over a dict: the change sees what is stored and names
+    its edits; `reads` counts what was read again, as after another writer's change."""
 
     def __init__(self, data: dict[str, str]) -> None:
         self.data = data
+        self.reads = 0
+
+    def read(self) -> dict[str, str]:
+        self.reads += 1
+        return self.data
 
     def update(self, change: Change[T]) -> Update[T]:
-        self.data, result = change(self.data)
-        return Update(result, self.data, 1, 0)
+        edits, result = change(self.data)
+        self.data = overlay(self.data, edits)
+        return Update(result, 1, 0)
+
+    def written_by_another(self, data: dict[str, str]) -> None:
+        """Another writer stored `data`: the next update reads it (after its 409)."""
+        self.data = data
+        self.reads += 1
 
 
 def test_a_flush_drops_buried_nodes_from_what_another_writer_stored() -> None:
@@ -276,6 +295,69 @@ def test_a_flush_drops_buried_nodes_from_what_another_writer_stored() -> None:
     theirs = {"x": [Placement("dead", at(2))], "y": [Placement("dead", at(1))]}
     records = StoredRecords(to_data(theirs))
     store = ConfigMapStore(records)  # type: ignore[arg-type]
-    result = store.flush(ours, {"dead"}, max_nodes=3, max_keys=10, max_bytes=10**6)
-    assert result.history == {"x": [Placement("live", at(3))]}
-    assert from_data(records.data) == result.history
+    result = store.flush(ours, None, {"dead"}, max_nodes=3, max_keys=10, max_bytes=10**6)
+    assert result.adopted == {}, "what is stored is what we flushed"
+    assert from_data(records.data) == ours
+
+
+def reference_flush(
+    ours: History, theirs: History, forgotten: set[str], max_keys: int, max_bytes: int
+) -> History:
+    """What a flush stores, merging every key (the design before flushes were incremental)."""
+    merged = merge(ours, theirs, 3)
+    drop_nodes(merged, forgotten, [k for k, v in merged.items() if ours.get(k) is not v])
+    evict(merged, max_keys, max_bytes)
+    return merged
+
+
+NODES = st.sampled_from(["n1", "n2", "n3", "gone"])
+STEP = st.one_of(
+    st.tuples(st.just("record"), st.integers(0, 12), NODES),
+    st.tuples(st.just("flush")),
+    st.tuples(st.just("another writer"), st.integers(0, 12), NODES),
+    st.tuples(st.just("bury")),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(steps=st.lists(STEP, max_size=40), max_keys=st.integers(4, 14))
+def test_a_flush_of_the_keys_changed_stores_what_merging_every_key_stores(
+    steps: list[tuple[Any, ...]], max_keys: int
+) -> None:
+    """The recorder's way (record, note the key, flush the keys noted, adopt what comes
+    back) against a merge of every key at every flush."""
+    records = StoredRecords({})
+    store = ConfigMapStore(records)  # type: ignore[arg-type]
+    ours = store.load()
+    changed: set[str] | None = set()
+    forgotten: set[str] = set()
+    max_bytes = 40 * max_keys
+    for clock, step in enumerate(steps):
+        if step[0] == "record" and step[2] not in forgotten:
+            if record(ours, f"k{step[1]}", step[2], at(clock), 3) and changed is not None:
+                changed.add(f"k{step[1]}")
+        elif step[0] == "another writer":
+            theirs = from_data(records.data)
+            record(theirs, f"k{step[1]}", step[2], at(clock), 3)
+            records.written_by_another(to_data(theirs))
+        elif step[0] == "bury":
+            forgotten.add("gone")
+            drop_nodes(ours, {"gone"})
+            changed = None
+        else:
+            expected = reference_flush(
+                ours, from_data(records.data), forgotten, max_keys, max_bytes
+            )
+            result = store.flush(
+                dict(ours), changed, forgotten, max_nodes=3, max_keys=max_keys, max_bytes=max_bytes
+            )
+            assert from_data(records.data) == expected
+            assert result.data_bytes == data_bytes(records.data)
+            for key, entry in result.adopted.items():
+                if entry:
+                    ours[key] = entry
+                else:
+                    ours.pop(key, None)
+            assert ours == expected
+            changed = set()
+            evict(ours, max_keys, max_bytes)

@@ -33,7 +33,7 @@ def records(count: int, tag: str = "v") -> dict[str, str]:
 
 def apply(stored: Stored, desired: dict[str, str], shards: int, compact_after: int) -> Stored:
     """What a reader sees after every write of the plan (in its order)."""
-    step = plan(BASE, stored, desired, shards, compact_after)
+    step = plan(BASE, stored, difference(stored.records(), desired), shards, compact_after)
     written = {**stored.shards, **step.shards}
     kept = {n: r for n, r in written.items() if n not in step.deletions}
     return Stored(step.layout, step.delta, {n: kept.get(n, {}) for n in step.layout.names(BASE)})
@@ -81,7 +81,7 @@ def test_partition_is_stable_and_complete() -> None:
 def test_small_changes_rewrite_only_the_head() -> None:
     stored = apply(Stored(), records(100), 4, 10_000)
     changed = {**records(100), "runner-00001-project-1": "node-x@9", "new": "node-y@1"}
-    step = plan(BASE, stored, changed, 4, 10_000)
+    step = plan(BASE, stored, difference(stored.records(), changed), 4, 10_000)
     assert step.shards == {}
     assert step.deletions == []
     assert step.delta == {"runner-00001-project-1": "node-x@9", "new": "node-y@1"}
@@ -92,7 +92,7 @@ def test_a_full_delta_compacts_only_the_shards_that_differ() -> None:
     stored = apply(Stored(), records(100), 4, 10_000)
     assert stored.layout == Layout(4, "a", 1)
     key = "runner-00001-project-1"
-    step = plan(BASE, stored, {**records(100), key: "node-x@9"}, 4, compact_after=0)
+    step = plan(BASE, stored, difference(stored.records(), {**records(100), key: "node-x@9"}), 4, 0)
     assert list(step.shards) == [f"h-a{shard_of(key, 4)}"]
     assert step.delta == {}
     assert step.layout == Layout(4, "a", 2), "a compaction bumps the generation"
@@ -106,18 +106,20 @@ def test_a_delta_past_an_eighth_of_the_shards_compacts() -> None:
         return {**records(80), **{f"runner-{i:05d}-project-{i}": "node-x@9" for i in range(count)}}
 
     fits = max(n for n in range(80) if records_bytes(difference(records(80), changed(n))) <= eighth)
-    assert not plan(BASE, stored, changed(fits), 4, 10_000).shards
-    assert plan(BASE, stored, changed(fits + 1), 4, 10_000).shards, "far below compact_after"
+    assert not plan(BASE, stored, difference(stored.records(), changed(fits)), 4, 10_000).shards
+    assert plan(BASE, stored, difference(stored.records(), changed(fits + 1)), 4, 10_000).shards, (
+        "far below compact_after"
+    )
 
 
 def test_moves_between_layouts_go_to_the_other_bank_and_delete_the_old_one() -> None:
     single = Stored(None, records(50))
-    step = plan(BASE, single, records(50), 4, 10_000)
+    step = plan(BASE, single, difference(single.records(), records(50)), 4, 10_000)
     assert step.layout == Layout(4, "a", 1)
     assert set(step.shards) == set(Layout(4, "a").names(BASE)), "every shard, even empty ones"
     assert step.deletions == []
     sharded = apply(single, records(50), 4, 10_000)
-    step = plan(BASE, sharded, records(50), 8, 10_000)
+    step = plan(BASE, sharded, difference(sharded.records(), records(50)), 8, 10_000)
     assert step.layout == Layout(8, "b", 2)
     assert step.deletions == Layout(4, "a").names(BASE)
 
@@ -132,7 +134,7 @@ def test_no_record_is_lost_at_any_step_of_any_move(shard_counts: tuple[int, ...]
     for shards in shard_counts:
         before = stored.records()
         desired = {**desired, "runner-00001-project-1": f"newer@{shards}", f"new-{shards}": "n@1"}
-        step = plan(BASE, stored, desired, shards, compact_after=0)
+        step = plan(BASE, stored, difference(stored.records(), desired), shards, compact_after=0)
         shards_now = dict(stored.shards)
         for name, part in step.shards.items():  # a crash after any of these writes
             shards_now[name] = part

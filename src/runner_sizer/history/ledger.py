@@ -47,26 +47,40 @@ def record(history: History, key: str, node: str, at: int, max_nodes: int) -> bo
     return True
 
 
-def drop_nodes(history: History, nodes: set[str], keys: Iterable[str] | None = None) -> int:
-    """Forget deleted nodes (in `keys` only, if given); returns how many placements went.
+def drop_nodes(history: History, nodes: set[str], keys: Iterable[str] | None = None) -> list[str]:
+    """Forget deleted nodes (in `keys` only, if given); returns the keys whose entry changed.
 
     An entry without them keeps its list, so what is remembered per list (sizes,
-    encodings) still holds: a flush passes every tombstoned node, every time.
+    encodings) still holds.
     """
-    dropped = 0
+    changed: list[str] = []
     if not nodes:
-        return dropped
+        return changed
     for key in list(history if keys is None else keys):
-        placements = history[key]
+        placements = history.get(key)
+        if placements is None:
+            continue
         kept = [p for p in placements if p.node not in nodes]
         if len(kept) == len(placements):
             continue
-        dropped += len(placements) - len(kept)
+        changed.append(key)
         if kept:
             history[key] = kept
         else:
             del history[key]
-    return dropped
+    return changed
+
+
+def merged_entry(
+    ours: list[Placement] | None, theirs: list[Placement] | None, max_nodes: int
+) -> list[Placement] | None:
+    """One key's entry in the union of two writers' histories; a side's own list when
+    the other has none or the same (lists are never changed in place)."""
+    if theirs is None or theirs is ours:
+        return ours
+    if ours is None or ours == theirs:
+        return theirs
+    return _merged_placements([*ours, *theirs], max_nodes)
 
 
 def merge(
@@ -74,17 +88,12 @@ def merge(
 ) -> History:
     """The union of two writers' histories: no entry of either is lost.
 
-    Lists are never changed in place (`record` and `drop_nodes` replace them),
-    so an entry only one side has, or the same list on both, is shared as it is:
-    a flush over 50,000 keys merges only the few that differ.
+    An entry only one side has, or the same list on both, is shared as it is:
+    a merge over 50,000 keys builds only the few that differ.
     """
     merged = dict(theirs)
     for key, placements in ours.items():
-        other = merged.get(key)
-        if other is None or other is placements:
-            merged[key] = placements
-        elif other != placements:
-            merged[key] = _merged_placements([*placements, *other], max_nodes)
+        merged[key] = merged_entry(placements, merged.get(key), max_nodes) or placements
     return merged
 
 
@@ -110,17 +119,6 @@ def data_bytes(data: Mapping[str, str]) -> int:
     return sum(len(k.encode()) + len(v.encode()) for k, v in data.items())
 
 
-def evict_surplus(history: History, max_keys: int) -> list[str]:
-    """Drop the least recently used keys beyond `max_keys`; cheap (no sizes)."""
-    surplus = len(history) - max_keys
-    if surplus <= 0:
-        return []
-    oldest = heapq.nsmallest(surplus, history, key=lambda k: history[k][0].at)
-    for key in oldest:
-        del history[key]
-    return oldest
-
-
 def entry_bytes(key: str, placements: list[Placement]) -> int:
     """The bytes of a key and its value as stored (node names are ASCII)."""
     value = sum(len(p.node) + len(str(p.at)) + 2 for p in placements) - 1
@@ -128,24 +126,41 @@ def entry_bytes(key: str, placements: list[Placement]) -> int:
 
 
 class EntrySizes:
-    """`entry_bytes` of a whole history, remembered per entry list between calls.
+    """`entry_bytes` of each entry of a history and their total, told of every change.
 
-    Lists are replaced, never changed in place, so the same list has the same
-    size: a bound checked every flush over 50,000 keys measures only new ones.
+    The owner of the history calls `set` for each key it changes, so a bound
+    checked at every flush over 50,000 keys costs nothing while it holds.
     """
 
-    def __init__(self) -> None:
-        self._known: dict[str, tuple[list[Placement], int]] = {}
+    def __init__(self, history: Mapping[str, list[Placement]] | None = None) -> None:
+        self._sizes: dict[str, int] = {}
+        self.total = 0
+        for key, placements in (history or {}).items():
+            self.set(key, placements)
 
-    def of(self, history: Mapping[str, list[Placement]]) -> dict[str, int]:
-        known, fresh = self._known, {}
-        for key, placements in history.items():
-            entry = known.get(key)
-            if entry is None or entry[0] is not placements:
-                entry = (placements, entry_bytes(key, placements))
-            fresh[key] = entry
-        self._known = fresh
-        return {key: size for key, (_, size) in fresh.items()}
+    def set(self, key: str, placements: list[Placement] | None) -> None:
+        """`key` now holds `placements` (None or empty: no entry)."""
+        self.total -= self._sizes.pop(key, 0)
+        if placements:
+            size = entry_bytes(key, placements)
+            self._sizes[key] = size
+            self.total += size
+
+    def of(self, key: str) -> int:
+        return self._sizes.get(key, 0)
+
+
+def evict_surplus(history: History, max_keys: int, sizes: EntrySizes | None = None) -> list[str]:
+    """Drop the least recently used keys beyond `max_keys`; free while within it."""
+    surplus = len(history) - max_keys
+    if surplus <= 0:
+        return []
+    oldest = heapq.nsmallest(surplus, history, key=lambda k: history[k][0].at)
+    for key in oldest:
+        del history[key]
+        if sizes is not None:
+            sizes.set(key, None)
+    return oldest
 
 
 def evict(
@@ -154,16 +169,18 @@ def evict(
     max_bytes: int = DEFAULT_MAX_BYTES,
     sizes: EntrySizes | None = None,
 ) -> list[str]:
-    """Drop least-recently-used keys until both bounds hold; returns them."""
-    evicted = evict_surplus(history, max_keys)
-    sizes_now = (sizes or EntrySizes()).of(history)
-    total = sum(sizes_now.values())
-    if total <= max_bytes:
+    """Drop least-recently-used keys until both bounds hold; returns them.
+
+    `sizes` must know every entry of `history`; without it they are measured now.
+    """
+    sizes = EntrySizes(history) if sizes is None else sizes
+    evicted = evict_surplus(history, max_keys, sizes)
+    if sizes.total <= max_bytes:
         return evicted
     for key in sorted(history, key=lambda k: history[k][0].at):
-        if total <= max_bytes:
+        if sizes.total <= max_bytes:
             break
-        total -= sizes_now[key]
+        sizes.set(key, None)
         del history[key]
         evicted.append(key)
     return evicted

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from runner_sizer.history.ooms import OomRecord, bound, from_data, merge, to_data
+from runner_sizer.history.recordset import difference
 from runner_sizer.history.recordset_store import RecordSet
 from runner_sizer.kube.client import KubeClient
 
@@ -35,13 +36,13 @@ class OomFlush:
 class OomStore:
     def __init__(self, kube: KubeClient, namespace: str, name: str) -> None:
         self._records = RecordSet(kube, namespace, name, OOM_SHARDS)
-        # The stored data last read or written and its records: a flush parses
-        # what is stored only after another writer changed it.
-        self._known: tuple[Mapping[str, str], list[OomRecord]] = ({}, [])
+        # The records as of the record set's last read, and as we last wrote them:
+        # a flush parses what is stored only after it was read again.
+        self._known: tuple[int, list[OomRecord]] = (-1, [])
 
     def _parsed(self, stored: Mapping[str, str]) -> list[OomRecord]:
-        if stored is not self._known[0]:
-            self._known = stored, from_data(stored)
+        if self._records.reads != self._known[0]:
+            self._known = self._records.reads, from_data(stored)
         return self._known[1]
 
     def load(self) -> list[OomRecord]:
@@ -58,11 +59,12 @@ class OomStore:
             known = {r.pod_uid for r in theirs}
             kept = bound(merge(mine, theirs), now, window, max_records)
             added = [r for r in kept.kept if r.pod_uid not in known]
-            return to_data(kept.kept), OomFlush(kept.kept, added, kept.evicted, 0, 0)
+            edits = difference(stored, to_data(kept.kept))
+            return edits, OomFlush(kept.kept, added, kept.evicted, 0, 0)
 
         update = self._records.update(change)
         result = update.result
-        self._known = update.data, result.records
+        self._known = self._records.reads, result.records
         return OomFlush(
             result.records, result.added, result.evicted, update.writes, update.conflicts
         )

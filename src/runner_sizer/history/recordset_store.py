@@ -1,9 +1,12 @@
 """A keyed record set in ConfigMaps (see recordset.py): read it, and update it like one ConfigMap.
 
-`update(change)` applies a `Change` (kube/configmap.py) to the records, as one
-object's data would be changed. What is stored is cached from the last read or write: a
+`update(change)` applies a `Change` (kube/configmap.py) to the records: the
+change names the entries it edits, so a flush that edits a few of 50,000 costs
+what those few cost. What is stored is cached from the last read or write: a
 write is conditional on each object's resourceVersion, and a 409 (another
-writer) or 404 re-reads everything and applies the change again. The head
+writer) or 404 re-reads everything and applies the change again; `reads`
+counts those reads, so a change can tell whether the records are still the ones
+it last saw. The head
 keeps its labels and annotations (Helm's among them); shards are the
 recorder's own.
 """
@@ -58,6 +61,7 @@ class RecordSet:
         self._head_metadata: dict[str, Any] = {"labels": RECORDER_LABELS}
         self._stored: Stored | None = None
         self._records: Records = {}
+        self.reads = 0
 
     def _get(self, name: str) -> dict[str, str] | None:
         try:
@@ -88,6 +92,7 @@ class RecordSet:
         """Every record stored (empty when nothing is)."""
         self._stored = self._read()
         self._records = self._stored.records()
+        self.reads += 1
         return self._records
 
     def _put(self, name: str, data: dict[str, str]) -> None:
@@ -135,9 +140,9 @@ class RecordSet:
                 raise
         self._objects.pop(name, None)
 
-    def _write(self, stored: Stored, desired: Records) -> int:
-        """Store `desired` over `stored`; returns how many objects were written."""
-        step = plan(self._name, stored, desired, self._shards, self._compact_after)
+    def _write(self, stored: Stored, edits: Records) -> int:
+        """Apply `edits` over `stored`; returns how many objects were written."""
+        step = plan(self._name, stored, edits, self._shards, self._compact_after)
         if (
             not step.shards
             and step.layout == stored.layout
@@ -164,16 +169,17 @@ class RecordSet:
     def update(self, change: Change[T]) -> Update[T]:
         """Apply `change` to the stored records and store them; on a conflict re-read and again.
 
-        Nothing is written when the records stay as they are.
+        Nothing is written when the records stay as they are. The records the change
+        sees are changed in place afterwards: it must not keep them.
         """
         conflicts = 0
         for _ in range(MAX_ATTEMPTS):
             if self._stored is None:
                 self.read()
             assert self._stored is not None
-            data, result = change(self._records)
+            edits, result = change(self._records)
             try:
-                writes = self._write(self._stored, data)
+                writes = self._write(self._stored, edits)
             except _ConflictError:
                 conflicts += 1
                 self._stored = None
@@ -181,6 +187,10 @@ class RecordSet:
             except Exception:
                 self._stored = None  # half written: read it all again next time
                 raise
-            self._records = data
-            return Update(result, data, writes, conflicts)
+            for key, entry in edits.items():
+                if entry:
+                    self._records[key] = entry
+                else:
+                    self._records.pop(key, None)
+            return Update(result, writes, conflicts)
         raise RuntimeError(f"records {self._name} still conflicting after {MAX_ATTEMPTS} attempts")

@@ -39,10 +39,10 @@ class Update(Generic[T]):
     """What an update left: the change's result and what it took."""
 
     result: T
-    data: dict[str, str]  # the data now stored
     writes: int
     conflicts: int
 
 
-# Stored data (empty when the ConfigMap is missing) → (data to store, result).
+# Stored data (empty when the ConfigMap is missing) → (its edits: key → entry, an
+# empty entry deletes; result).
 Change = Callable[[Mapping[str, str]], tuple[dict[str, str], T]]

@@ -24,6 +24,7 @@ from runner_sizer.history.ledger import (
     evict,
     evict_surplus,
     merge,
+    merged_entry,
     record,
 )
 from runner_sizer.history.recordset_store import RecordSet
@@ -61,11 +62,11 @@ class Recorder:
         self.ooms = OomKeeper(settings, kube, metrics)
         self._lock = threading.Lock()
         self._history: History = {}
-        self._changed = False  # something to write
-        self._grown = False  # something recorded since the last eviction
-        self._recent: set[str] = set()  # keys recorded since the last snapshot
+        self._sizes = EntrySizes()  # of self._history, told of every change to it
+        # The keys changed since the last flush took them; None: any may have
+        # (nodes were buried, so every stored entry is filtered again).
+        self._changed: set[str] | None = set()
         self._tombstones = Tombstones()
-        self._sizes = EntrySizes()
         self._flush_problem = RecurringProblem(log, "history flush failed")
         self._stop = threading.Event()
         self._synced: dict[str, bool] = {}
@@ -133,10 +134,10 @@ class Recorder:
                     continue
                 key, node, at = binding.key, binding.node, binding.at
                 if record(self._history, key, node, at, s.max_nodes_per_key):
-                    self._recent.add(key)
-                    self._changed = self._grown = True
+                    self._sizes.set(key, self._history[key])
+                    self._note_changed([key])
                     self.metrics.bindings.inc()
-            self.metrics.evictions.inc(len(evict_surplus(self._history, s.max_keys)))
+            self._evicted(evict_surplus(self._history, s.max_keys, self._sizes))
 
     def _pods_listed(self, items: list[JSON], namespace: str | None) -> None:
         self.metrics.events.labels("pods", "LIST").inc(len(items))
@@ -157,11 +158,27 @@ class Recorder:
         """Every node the history mentions (call with the lock held)."""
         return {p.node for placements in self._history.values() for p in placements}
 
+    def _note_changed(self, keys: list[str]) -> None:
+        """Call with the lock held."""
+        if self._changed is not None:
+            self._changed.update(keys)
+
+    def _evicted(self, keys: list[str]) -> None:
+        """Call with the lock held."""
+        # Not a change to write (what is stored is bounded alike when it is
+        # written), and a follower, which never flushes, must not remember them.
+        if self._changed is not None:
+            self._changed.difference_update(keys)
+        self.metrics.evictions.inc(len(keys))
+
     def _forget(self, nodes: set[str]) -> None:
         """Call with the lock held."""
         self._tombstones.bury(nodes)
-        if drop_nodes(self._history, nodes):
-            self._changed = True
+        dropped = drop_nodes(self._history, nodes)
+        for key in dropped:
+            self._sizes.set(key, self._history.get(key))
+        if dropped:
+            self._changed = None
 
     def _nodes_listed(self, items: list[JSON]) -> None:
         self.metrics.events.labels("nodes", "LIST").inc(len(items))
@@ -194,8 +211,9 @@ class Recorder:
                 backoff = min(backoff * 2, 30.0)
                 continue
             with self._lock:
+                self._note_changed(list(self._history))
                 self._history = merge(stored, self._history, self.settings.max_nodes_per_key)
-                self._grown = True
+                self._sizes = EntrySizes(self._history)
             self._bound()
             self.loaded = True
             log.info("history loaded", extra={"keys": len(stored)})
@@ -204,30 +222,44 @@ class Recorder:
     def flush(self) -> None:
         """Write what changed since the last flush, merged with what is stored."""
         with self._lock:
-            if not self._changed:
+            changed = self._changed
+            if changed is not None and not changed:
                 return
             snapshot = dict(self._history)  # lists are replaced, never changed in place
             buried = self._tombstones.nodes()
-            self._changed = False
-            self._recent.clear()
+            self._changed = set()
         s = self.settings
         try:
             result = self._store.flush(
-                snapshot, buried, s.max_nodes_per_key, s.max_keys, s.max_bytes
+                snapshot,
+                changed,
+                buried,
+                max_nodes=s.max_nodes_per_key,
+                max_keys=s.max_keys,
+                max_bytes=s.max_bytes,
             )
         except Exception as error:
             self.metrics.flush_errors.inc()
             self._flush_problem.occurred(error)
             with self._lock:
-                self._changed = True
+                if changed is None:
+                    self._changed = None
+                else:
+                    self._note_changed(list(changed))
             return
         self._flush_problem.resolved()
         with self._lock:
-            # Adopt what is stored (other writers' entries, evictions) plus what
-            # was recorded while we were writing.
-            newer = {k: self._history[k] for k in self._recent if k in self._history}
-            self._history = merge(result.history, newer, s.max_nodes_per_key)
-            self._grown = True
+            # Adopt what is stored (other writers' entries, evictions), merged with
+            # what was recorded while we were writing.
+            for key, stored in result.adopted.items():
+                newer = self._changed is None or key in self._changed
+                entry = self._history.get(key) if newer else None
+                entry = merged_entry(entry, stored, s.max_nodes_per_key)
+                if entry:
+                    self._history[key] = entry
+                else:
+                    self._history.pop(key, None)
+                self._sizes.set(key, entry)
         self.metrics.writes.inc(result.writes)
         self.metrics.conflicts.inc(result.conflicts)
         self.metrics.evictions.inc(len(result.evicted))
@@ -238,15 +270,8 @@ class Recorder:
         """Both bounds on the history in memory: every replica, leader or not, flushed or not."""
         s = self.settings
         with self._lock:
-            if not self._grown:
-                return
-            self._grown = False
-            evicted = evict(self._history, s.max_keys, s.max_bytes, self._sizes)
-            # A follower never flushes: without this its _recent would keep every key
-            # ever recorded, past the bounds the history itself keeps.
-            self._recent.difference_update(evicted)
+            self._evicted(evict(self._history, s.max_keys, s.max_bytes, self._sizes))
             keys = len(self._history)
-        self.metrics.evictions.inc(len(evicted))
         self.metrics.history_keys.set(keys)
 
     # -- lifecycle --------------------------------------------------------------

@@ -2,26 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from runner_sizer.history.keys import to_configmap_key
 from runner_sizer.history.ledger import (
     EntrySizes,
     History,
-    data_bytes,
     drop_nodes,
     evict,
     from_data,
-    merge,
+    merged_entry,
+    to_data,
 )
 from runner_sizer.history.placements import Placement, serialize_placements
+from runner_sizer.history.recordset import Records, difference
 from runner_sizer.history.recordset_store import RecordSet
 
 
 @dataclass
 class FlushResult:
-    history: History
+    # Each key whose stored entry is not the one flushed: what is stored now (None: nothing).
+    adopted: dict[str, list[Placement] | None]
     writes: int
     conflicts: int
     evicted: list[str]
@@ -31,62 +33,82 @@ class FlushResult:
 class ConfigMapStore:
     def __init__(self, records: RecordSet) -> None:
         self._records = records
-        # The stored records last written and their history: a flush parses
-        # what is stored only after another writer changed it.
-        self._known: tuple[Mapping[str, str], History] = ({}, {})
-        # history key → (its placements, stored key, stored value) as last encoded:
-        # an unchanged entry (the same list) is not serialised again.
-        self._encoded: dict[str, tuple[list[Placement], str, str]] = {}
+        # The stored history as this store last read or wrote it, and its sizes: a
+        # flush merges only the keys that changed while the record set has not had
+        # to read it again (another writer, an error) since.
+        self._history: History = {}
         self._sizes = EntrySizes()
+        self._reads = -1
 
     def load(self) -> History:
         """The stored history (empty when nothing is stored)."""
-        return from_data(self._records.read())
-
-    def _theirs(self, stored: Mapping[str, str]) -> History:
-        data, history = self._known
-        return history if stored is data else from_data(stored)
-
-    def _encode(self, history: History) -> dict[str, str]:
-        """`to_data(history)`, serialising only the entries that changed."""
-        encoded: dict[str, tuple[list[Placement], str, str]] = {}
-        for key, placements in history.items():
-            known = self._encoded.get(key)
-            if known is None or known[0] is not placements:
-                known = (placements, to_configmap_key(key), serialize_placements(placements))
-            encoded[key] = known
-        self._encoded = encoded
-        return {stored_key: value for _, stored_key, value in encoded.values()}
+        self._history = from_data(self._records.read())
+        self._sizes = EntrySizes(self._history)
+        self._reads = self._records.reads
+        return dict(self._history)
 
     def flush(
         self,
         ours: History,
+        changed: Collection[str] | None,
         forgotten_nodes: set[str],
+        *,
         max_nodes: int,
         max_keys: int,
         max_bytes: int,
     ) -> FlushResult:
         """Merge `ours` into what is stored and write it; on 409 re-read and merge again.
 
+        `changed`: the keys of `ours` changed since the last flush, None for any.
+        While what is stored is what this store last wrote, only they are merged;
+        otherwise every key is.
+
         The union keeps every entry of every writer; nodes known to be deleted
-        are filtered from both sides (`ours` holds none: the recorder drops a node
-        from its history when it buries it and records no binding to a buried one),
-        and the least recently used keys past the bounds are evicted. A missing
-        ConfigMap is created.
+        are filtered from what comes from what is stored (`ours` holds none: the
+        recorder drops a node from its history when it buries it and records no
+        binding to a buried one), and the least recently used keys past the
+        bounds are evicted. A missing ConfigMap is created.
         """
 
-        def change(stored: Mapping[str, str]) -> tuple[dict[str, str], tuple[History, list[str]]]:
-            merged = merge(ours, self._theirs(stored), max_nodes)
-            theirs_only = [
-                key for key, placements in merged.items() if ours.get(key) is not placements
-            ]
-            drop_nodes(merged, forgotten_nodes, theirs_only)
-            evicted = evict(merged, max_keys, max_bytes, self._sizes)
-            return self._encode(merged), (merged, evicted)
+        def change(stored: Mapping[str, str]) -> tuple[Records, FlushResult]:
+            as_written = self._reads == self._records.reads and changed is not None
+            if as_written:
+                assert changed is not None
+                history, sizes, keys = self._history, self._sizes, changed
+            else:
+                history = from_data(stored)
+                sizes, keys = EntrySizes(history), ours.keys() | history.keys()
+            rewritten, adopted = [], []
+            for key in keys:
+                mine, theirs = ours.get(key), history.get(key)
+                entry = merged_entry(mine, theirs, max_nodes)
+                if entry is not theirs and entry is not None:
+                    history[key] = entry
+                    rewritten.append(key)
+                if entry is not mine:
+                    adopted.append(key)
+            rewritten += drop_nodes(history, forgotten_nodes, adopted)
+            for key in rewritten:
+                sizes.set(key, history.get(key))
+            evicted = evict(history, max_keys, max_bytes, sizes)
+            self._history, self._sizes = history, sizes
+            if as_written:
+                edits = {
+                    to_configmap_key(k): serialize_placements(history.get(k) or [])
+                    for k in [*rewritten, *evicted]
+                }
+            else:
+                edits = difference(stored, to_data(history))
+            stored_now = ((k, history.get(k)) for k in [*adopted, *evicted])
+            outcome = {k: entry for k, entry in stored_now if entry != ours.get(k)}
+            return edits, FlushResult(outcome, 0, 0, evicted, sizes.total)
 
         update = self._records.update(change)
-        merged, evicted = update.result
-        self._known = (update.data, merged)
+        self._reads = self._records.reads
         return FlushResult(
-            merged, update.writes, update.conflicts, evicted, data_bytes(update.data)
+            update.result.adopted,
+            update.writes,
+            update.conflicts,
+            update.result.evicted,
+            update.result.data_bytes,
         )
