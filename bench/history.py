@@ -38,7 +38,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
@@ -259,10 +259,12 @@ def anchor_on(seconds: float) -> Iterator[Admissions]:
 
 
 def measure(cluster: LocalCluster, scenario: Scenario, seconds: float) -> dict[str, object]:
-    # Pods bound to kubelet-less nodes never finish deleting: each scenario has a
-    # namespace of its own, left behind with the cluster.
+    # Each scenario has a namespace of its own. Its pods, bound to kubelet-less nodes,
+    # would never finish a graceful deletion: they go at once (grace period 0) at the
+    # end, so the next scenario's control plane does not carry them.
     namespace = f"bench-{uuid.uuid4().hex[:8]}"
-    kube = KubeClient.from_kubeconfig(str(cluster.kubeconfig))
+    # Deleting thousands of pods on busy cores outlasts the default 10 s.
+    kube = replace(KubeClient.from_kubeconfig(str(cluster.kubeconfig)), timeout=120.0)
     kube.post("/api/v1/namespaces", {"metadata": {"name": namespace}})
     history = synthetic_history(scenario.keys, int(time.time() * 1000))
     for review in sample_reviews():  # the webhook finds the samples' keys
@@ -348,6 +350,7 @@ def measure(cluster: LocalCluster, scenario: Scenario, seconds: float) -> dict[s
     finally:
         traffic.stop.set()
         recorder.stop()
+        kube.delete(f"/api/v1/namespaces/{namespace}/pods", params={"gracePeriodSeconds": 0})
 
 
 def webhook_event_cpu(keys: int, flushes: int, *, single: bool = False) -> dict[str, object]:
