@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from runner_sizer.history.recordset import (
     MAX_SHARDS,
@@ -173,3 +175,32 @@ def test_a_reader_follows_head_and_shards_and_moves_only_when_complete() -> None
     assert copy.shard("h-b0", {RECORDS_KEY: "x y\n"}) == set(), "a bank no head names"
     assert copy.head(None) is None, "a deleted head: no records"
     assert copy.records() == {}
+
+
+DELTAS = st.lists(
+    st.dictionaries(
+        st.sampled_from([f"k{i}" for i in range(8)]),
+        st.sampled_from(["", "node-a@1", "node-b@2", "node-a@1,node-b@2"]),
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(deltas=DELTAS)
+def test_a_reader_parses_only_the_delta_lines_that_changed_and_sees_what_a_full_read_sees(
+    deltas: list[dict[str, str]],
+) -> None:
+    layout = Layout(1, "a", 1)
+    base = {"k0": "node-c@3", "k1": "node-c@3"}
+    copy = RecordSetCopy(BASE)
+    copy.head(head_data(layout, {}))
+    copy.shard(layout.names(BASE)[0], {RECORDS_KEY: encode(base)})
+    previous: dict[str, str] = {}
+    for delta in deltas:
+        changed = copy.head(head_data(layout, delta))
+        assert changed == difference(previous, delta).keys() | difference(delta, previous).keys()
+        assert copy.records() == overlay(base, delta)
+        assert all(copy.entry(k) == overlay(base, delta).get(k) for k in [*base, *delta])
+        previous = delta

@@ -1,7 +1,9 @@
 """A reader's copy of a record set, fed object by object (pure; the watches are elsewhere).
 
 Each update says which records changed, so a reader re-parses only those; None
-means "everything", after a move to another layout. A move is followed only
+means "everything", after a move to another layout. A head's delta (up to ~5,000
+lines, sent at every flush) is compared line by line with the last one, and only
+the lines that differ are parsed. A move is followed only
 once every shard of the new layout has been seen: until then the old copy
 stays in service, so readers never see a half-moved set.
 """
@@ -12,11 +14,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from runner_sizer.history.recordset import (
+    DELTA_KEY,
+    LAYOUT_KEY,
     RECORDS_KEY,
     Layout,
     Records,
     decode,
     overlay,
+    parse_layout,
     read_head,
     shard_name,
     shard_of,
@@ -41,6 +46,7 @@ class RecordSetCopy:
         self._base = base
         self._layout: Layout | None = None
         self._delta: Records = {}
+        self._delta_lines: set[str] | None = set()  # the delta's text lines; None: not known
         self._shards: dict[str, Records] = {}
         self._pending: _Pending | None = None
 
@@ -55,15 +61,42 @@ class RecordSetCopy:
 
     def head(self, data: Mapping[str, str] | None) -> Changed:
         """The head as it is now (None: deleted)."""
-        layout, delta = read_head(data or {})
+        data = data or {}
+        if LAYOUT_KEY in data and self._pending is None:
+            layout = parse_layout(data[LAYOUT_KEY])
+            if layout is not None and layout.names(self._base) == list(self._shards):
+                self._layout = layout
+                return self._take_delta(data.get(DELTA_KEY, ""))
+        layout, delta = read_head(data)
         names = layout.names(self._base) if layout else []
         if self._pending is None and names == list(self._shards):
             changed = _differing(self._delta, delta)
-            self._layout, self._delta = layout, delta
+            self._layout, self._delta, self._delta_lines = layout, delta, None
             return changed
         seen = self._pending.shards if self._pending else {}
         self._pending = _Pending(layout, delta, {name: seen.get(name) for name in names})
         return self._move()
+
+    def _take_delta(self, text: str) -> set[str]:
+        """The delta of a head of the same layout, from its text; the keys that changed."""
+        lines = set(text.split("\n"))
+        lines.discard("")
+        known = self._delta_lines
+        if known is None:
+            known = {f"{key} {entry}" for key, entry in self._delta.items()}
+        changed = set()
+        for line in known - lines:
+            key, _, entry = line.partition(" ")
+            if self._delta.get(key) == entry:
+                del self._delta[key]
+                changed.add(key)
+        for line in lines - known:
+            key, _, entry = line.partition(" ")
+            if key:
+                self._delta[key] = entry
+                changed.add(key)
+        self._delta_lines = lines
+        return changed
 
     def shard(self, name: str, data: Mapping[str, str] | None) -> Changed:
         """Shard `name` as it is now (None: deleted)."""
@@ -81,7 +114,7 @@ class RecordSetCopy:
         pending = self._pending
         if pending is None or any(r is None for r in pending.shards.values()):
             return set()
-        self._layout, self._delta = pending.layout, pending.delta
+        self._layout, self._delta, self._delta_lines = pending.layout, pending.delta, None
         self._shards = {name: records or {} for name, records in pending.shards.items()}
         self._pending = None
         return None
