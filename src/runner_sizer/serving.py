@@ -18,8 +18,10 @@ gunicorn still runs the master, the workers' lifecycle, TLS settings and logging
 from __future__ import annotations
 
 import contextlib
+import gc
 import socket
 import time
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any, BinaryIO, ClassVar
 
@@ -119,6 +121,21 @@ def close_idle(open_connections: dict[LeanHandler, float], idle_seconds: float) 
             if now - last > idle_seconds and connection is not None:
                 with contextlib.suppress(OSError):
                     connection.shutdown(socket.SHUT_RDWR)
+
+
+def freeze_when_ready(problem: Callable[[], str], poll_seconds: float = 0.5) -> None:
+    """Once `problem()` is empty, move every object alive to the collector's permanent
+    generation, where full collections no longer walk it.
+
+    In a webhook worker a full collection walked the imported modules and the history
+    copy: 36-71 ms of the event loop, in both workers at once, about every 70 s at 500
+    admissions/s beside a 50,000-key history (gc callbacks, bench.history), and the
+    admissions behind it were shed. What is alive once the worker is ready lives as
+    long as the worker or is freed by its reference count (none of it is cyclic).
+    """
+    while problem():
+        gevent.sleep(poll_seconds)
+    gc.freeze()
 
 
 class LeanPyWSGIWorker(GeventPyWSGIWorker):  # type: ignore[misc]

@@ -18,11 +18,12 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import gevent
 from gunicorn.app.base import BaseApplication
 from prometheus_client import CollectorRegistry, multiprocess, start_http_server
 
 from runner_sizer.observability.logs import gunicorn_logging
-from runner_sizer.serving import WORKER_CLASS
+from runner_sizer.serving import WORKER_CLASS, freeze_when_ready
 from runner_sizer.webhook.keeper_child import KeeperChild
 from runner_sizer.webhook.settings import WebhookSettings
 
@@ -137,7 +138,9 @@ class WebhookServer(BaseApplication):  # type: ignore[misc]
     def load(self) -> WSGIApplication:
         from runner_sizer.webhook.app import create_app  # noqa: PLC0415
 
-        return create_app(_build_services(self.settings))
+        services = _build_services(self.settings)
+        gevent.spawn(freeze_when_ready, services.readiness_problem)
+        return create_app(services)
 
 
 def _bracket(host: str) -> str:
