@@ -58,6 +58,7 @@ from bench.webhook import (
     sample_reviews,
     summarize,
     vegeta,
+    warm,
 )
 from runner_sizer.devcluster.binaries import ensure_binaries
 from runner_sizer.devcluster.cluster import LocalCluster
@@ -239,12 +240,8 @@ def webhook_on(cluster: LocalCluster, namespace: str, seconds: float) -> Iterato
             f"--history-namespace={namespace}",
             f"--history-configmap={NAME}",
         ) as webhook:
-            webhook.wait_ready(timeout=120)
-            for review in reviews:  # warm the receiver caches of both workers
-                for _ in range(4):
-                    requests.post(
-                        f"{webhook.url}/mutate", json=review, verify=str(webhook.ca_file), timeout=5
-                    )
+            webhook.wait_ready(timeout=120)  # the 50,000-key history's first sync
+            warm(webhook, reviews)
             yield Admissions(webhook, seconds, webhook)
     finally:
         standin.stop()

@@ -57,9 +57,7 @@ def drop_nodes(history: History, nodes: set[str], keys: Iterable[str] | None = N
     if not nodes:
         return changed
     for key in list(history if keys is None else keys):
-        placements = history.get(key)
-        if placements is None:
-            continue
+        placements = history[key]
         kept = [p for p in placements if p.node not in nodes]
         if len(kept) == len(placements):
             continue

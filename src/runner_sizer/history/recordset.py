@@ -96,14 +96,19 @@ def records_bytes(records: Mapping[str, str]) -> int:
     return sum(len(k.encode()) + len(v.encode()) + 2 for k, v in records.items())
 
 
+def apply_edits(records: Records, edits: Mapping[str, str]) -> None:
+    """Change `records` in place: each edit sets its entry, an empty one deletes it."""
+    for key, entry in edits.items():
+        if entry:
+            records[key] = entry
+        else:
+            records.pop(key, None)
+
+
 def overlay(base: Mapping[str, str], delta: Mapping[str, str]) -> Records:
     """The records a reader sees: the shards with the delta applied."""
     merged = dict(base)
-    for key, entry in delta.items():
-        if entry:
-            merged[key] = entry
-        else:
-            merged.pop(key, None)
+    apply_edits(merged, delta)
     return merged
 
 

@@ -22,6 +22,7 @@ from runner_sizer.history.recordset import (
     RECORDS_KEY,
     Records,
     Stored,
+    apply_edits,
     decode,
     encode,
     head_data,
@@ -187,10 +188,6 @@ class RecordSet:
             except Exception:
                 self._stored = None  # half written: read it all again next time
                 raise
-            for key, entry in edits.items():
-                if entry:
-                    self._records[key] = entry
-                else:
-                    self._records.pop(key, None)
+            apply_edits(self._records, edits)
             return Update(result, writes, conflicts)
         raise RuntimeError(f"records {self._name} still conflicting after {MAX_ATTEMPTS} attempts")

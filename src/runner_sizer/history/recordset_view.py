@@ -20,6 +20,7 @@ from runner_sizer.history.recordset import (
     Layout,
     Records,
     decode,
+    encode,
     overlay,
     parse_layout,
     read_head,
@@ -28,6 +29,10 @@ from runner_sizer.history.recordset import (
 )
 
 Changed = set[str] | None  # None: every record may have changed
+
+
+def _lines(text: str) -> set[str]:
+    return set(text.split("\n")) - {""}
 
 
 def _differing(old: Mapping[str, str], new: Mapping[str, str]) -> set[str]:
@@ -79,11 +84,10 @@ class RecordSetCopy:
 
     def _take_delta(self, text: str) -> set[str]:
         """The delta of a head of the same layout, from its text; the keys that changed."""
-        lines = set(text.split("\n"))
-        lines.discard("")
+        lines = _lines(text)
         known = self._delta_lines
         if known is None:
-            known = {f"{key} {entry}" for key, entry in self._delta.items()}
+            known = _lines(encode(self._delta))
         changed = set()
         for line in known - lines:
             key, _, entry = line.partition(" ")

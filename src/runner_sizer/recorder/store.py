@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from runner_sizer.history.keys import to_configmap_key
 from runner_sizer.history.ledger import (
@@ -71,13 +71,12 @@ class ConfigMapStore:
         """
 
         def change(stored: Mapping[str, str]) -> tuple[Records, FlushResult]:
-            as_written = self._reads == self._records.reads and changed is not None
-            if as_written:
-                assert changed is not None
-                history, sizes, keys = self._history, self._sizes, changed
+            keys: Collection[str]
+            if changed is not None and self._reads == self._records.reads:
+                history, sizes, keys, as_written = self._history, self._sizes, changed, True
             else:
                 history = from_data(stored)
-                sizes, keys = EntrySizes(history), ours.keys() | history.keys()
+                sizes, keys, as_written = EntrySizes(history), ours.keys() | history.keys(), False
             rewritten, adopted = [], []
             for key in keys:
                 mine, theirs = ours.get(key), history.get(key)
@@ -105,10 +104,4 @@ class ConfigMapStore:
 
         update = self._records.update(change)
         self._reads = self._records.reads
-        return FlushResult(
-            update.result.adopted,
-            update.writes,
-            update.conflicts,
-            update.result.evicted,
-            update.result.data_bytes,
-        )
+        return replace(update.result, writes=update.writes, conflicts=update.conflicts)
