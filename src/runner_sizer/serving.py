@@ -28,7 +28,9 @@ from typing import Any, BinaryIO, ClassVar
 import gevent
 from gevent.pywsgi import format_date_time
 from gunicorn.workers.ggevent import GeventPyWSGIWorker, PyWSGIHandler
+from prometheus_client import Counter
 
+from runner_sizer.http2 import H2, H2Session, negotiated
 from runner_sizer.request_headers import RequestHeaders, environ_items, read_headers
 
 
@@ -40,14 +42,38 @@ class LeanHandler(PyWSGIHandler):  # type: ignore[misc]
     # Each open connection's handler and when it last finished a request (one worker
     # per process: one event loop, no lock).
     open_connections: ClassVar[dict[LeanHandler, float]] = {}
+    # Set in the worker, once prometheus_client's multiprocess mode is on.
+    connections: ClassVar[Counter | None] = None
     provided_date: bytes | bool | None  # pywsgi's: the app's Date header, if any
 
     def handle(self) -> None:
         self.open_connections[self] = time.monotonic()
+        protocol = negotiated(self.socket)
+        if self.connections is not None:
+            self.connections.labels(protocol).inc()
         try:
-            super().handle()
+            if protocol == H2:
+                self._serve_h2()
+            else:
+                super().handle()
         finally:
             self.open_connections.pop(self, None)
+
+    def _serve_h2(self) -> None:
+        def base_environ() -> dict[str, Any]:
+            environ: dict[str, Any] = self.server.get_environ()
+            host, port = self.client_address[:2]
+            environ["REMOTE_ADDR"], environ["REMOTE_PORT"] = host, str(port)
+            return environ
+
+        def answered() -> None:
+            self.open_connections[self] = time.monotonic()
+
+        try:
+            H2Session(self.socket, self.server.application, base_environ, answered).serve()
+        finally:
+            self.socket.close()
+            self.__dict__.pop("socket", None)
 
     def handle_one_request(self) -> Any:
         """Let every other ready connection run before this one reads its next request.
@@ -143,6 +169,12 @@ class LeanPyWSGIWorker(GeventPyWSGIWorker):  # type: ignore[misc]
 
     def run(self) -> None:
         """After gevent's monkey-patching; gunicorn's `keepalive` is the idle timeout."""
+        LeanHandler.connections = Counter(
+            "runner_sizer_http_connections_total",
+            "Connections accepted, by the protocol their TLS handshake chose (h2, http/1.1); "
+            "over HTTP/1.1 an apiserver opens one per admission in flight.",
+            ["protocol"],
+        )
         sweeper = gevent.spawn(close_idle, LeanHandler.open_connections, float(self.cfg.keepalive))
         try:
             super().run()

@@ -146,7 +146,11 @@ def read_body(environ: WSGIEnvironment, limit: int) -> bytes:
     """
     length = environ.get("CONTENT_LENGTH", "")
     if not (length.isascii() and length.isdigit()):
-        return get_input_stream(environ, max_content_length=limit).read()
+        # Werkzeug's stream stops quietly at its limit: one byte more tells.
+        streamed = get_input_stream(environ, max_content_length=limit + 1).read()
+        if len(streamed) > limit:
+            raise RequestEntityTooLarge
+        return streamed
     if int(length) > limit:
         raise RequestEntityTooLarge
     body: bytes = environ["wsgi.input"].read(int(length))
