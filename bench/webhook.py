@@ -239,13 +239,23 @@ def summarize(name: str, report: dict[str, Any], **extra: Any) -> dict[str, Any]
 
 def admissions(webhook: WebhookProcess) -> dict[str, float]:
     """The webhook's admissions by outcome, from its /metrics."""
+    return counter_by(webhook, "runner_sizer_webhook_admissions", "outcome")
+
+
+def connections(webhook: WebhookProcess) -> dict[str, float]:
+    """The connections the webhook accepted, by protocol."""
+    return counter_by(webhook, "runner_sizer_http_connections", "protocol")
+
+
+def counter_by(webhook: WebhookProcess, family_name: str, label: str) -> dict[str, float]:
+    """A counter of the webhook's /metrics, by one label."""
     text = requests.get(webhook.metrics_url, timeout=5).text
     counts: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
-        if family.name == "runner_sizer_webhook_admissions":
+        if family.name == family_name:
             for sample in family.samples:
                 if sample.name.endswith("_total"):
-                    counts[sample.labels["outcome"]] = sample.value
+                    counts[sample.labels[label]] = sample.value
     return counts
 
 

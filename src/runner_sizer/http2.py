@@ -90,18 +90,37 @@ class _Body(io.RawIOBase):
         return True
 
     def readinto(self, buffer: Any) -> int:
-        while not self._chunks and not self.ended:
-            self._arrived.clear()
-            self._arrived.wait()
-        if not self._chunks:
-            return 0
-        chunk = self._chunks.popleft()
-        size = min(len(buffer), len(chunk))
-        buffer[:size] = chunk[:size]
-        if size < len(chunk):
-            self._chunks.appendleft(chunk[size:])
-        self._consumed(size)
-        return size
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def read(self, size: int = -1) -> bytes:
+        """Up to `size` bytes (all with -1), fewer only at the body's end. What has
+        arrived goes back to the client's window before each wait and at the end: one
+        acknowledgement for a review that came whole."""
+        parts: list[bytes] = []
+        wanted = size if size >= 0 else sys.maxsize
+        taken = unacknowledged = 0
+        while taken < wanted:
+            if not self._chunks:
+                if self.ended:
+                    break
+                if unacknowledged:
+                    self._consumed(unacknowledged)
+                    unacknowledged = 0
+                self._arrived.clear()
+                self._arrived.wait()
+                continue
+            chunk = self._chunks.popleft()
+            if taken + len(chunk) > wanted:
+                self._chunks.appendleft(chunk[wanted - taken :])
+                chunk = chunk[: wanted - taken]
+            parts.append(chunk)
+            taken += len(chunk)
+            unacknowledged += len(chunk)
+        if unacknowledged:
+            self._consumed(unacknowledged)
+        return b"".join(parts)
 
     def unread(self) -> int:
         return sum(map(len, self._chunks))
@@ -128,7 +147,15 @@ class H2Session:
         self._application = application
         self._base_environ = base_environ
         self._on_answered = on_answered
-        self._connection = H2Connection(H2Configuration(client_side=False, header_encoding=None))
+        self._connection = H2Connection(
+            H2Configuration(
+                client_side=False,
+                header_encoding=None,
+                # What we send is the application's few headers, lowercased here.
+                validate_outbound_headers=False,
+                normalize_outbound_headers=False,
+            )
+        )
         self._writing = Semaphore()
         self._streams: dict[int, _Stream] = {}
         self._answering: set[Any] = set()  # greenlets
@@ -219,7 +246,7 @@ class H2Session:
                 "QUERY_STRING": "",
                 "SERVER_PROTOCOL": "HTTP/2.0",
                 "wsgi.url_scheme": "https",
-                "wsgi.input": io.BufferedReader(body),
+                "wsgi.input": body,
                 "wsgi.input_terminated": True,
                 "wsgi.errors": sys.stderr,
             }
@@ -277,24 +304,33 @@ class H2Session:
             lowered = name.lower().encode("latin-1")
             if lowered not in _CONNECTION_HEADERS:
                 fields.append((lowered, value.encode("latin-1")))
-        connection = self._connection
-        with self._writing:
-            connection.send_headers(stream_id, fields, end_stream=not body)
-            self._flush()
         rest = memoryview(body)
+        with self._writing:
+            self._connection.send_headers(stream_id, fields, end_stream=not body)
+            rest = self._send_allowed(stream_id, stream, rest)
         while rest and not stream.reset:
-            with self._writing:
-                window = min(
-                    connection.local_flow_control_window(stream_id),
-                    connection.max_outbound_frame_size,
-                )
-                if window:
-                    chunk, rest = rest[:window], rest[window:]
-                    connection.send_data(stream_id, chunk, end_stream=not rest)
-                    self._flush()
-                    continue
-                stream.window_opened.clear()
             stream.window_opened.wait()
+            with self._writing:
+                rest = self._send_allowed(stream_id, stream, rest)
+
+    def _send_allowed(self, stream_id: int, stream: _Stream, rest: memoryview) -> memoryview:
+        """Queue as much of `rest` as the windows allow and send it with what was queued
+        before (one TLS record for a whole answer); what is left. The caller holds the
+        write lock."""
+        connection = self._connection
+        while rest:
+            window = min(
+                connection.local_flow_control_window(stream_id),
+                connection.max_outbound_frame_size,
+            )
+            if not window:
+                # Before the send, which may yield to the reader that opens the window.
+                stream.window_opened.clear()
+                break
+            chunk, rest = rest[:window], rest[window:]
+            connection.send_data(stream_id, chunk, end_stream=not rest)
+        self._flush()
+        return rest
 
     def _finish(self, stream_id: int, stream: _Stream) -> None:
         """Forget a stream; what the application left unread goes back to the window,
