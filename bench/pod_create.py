@@ -3,8 +3,7 @@
 vegeta POSTs runner-shaped pods to the local kube-apiserver (loopback, admin client
 certificate, keep-alive) at a fixed rate, open loop, first with no webhook
 registered, then with the real runner-sizer-webhook registered by URL
-(https://127.0.0.1:PORT/mutate), receiver answers warm: once as it serves by default
-(the apiserver then speaks HTTP/2 to it) and once with --http2=false. Each rate is measured
+(https://127.0.0.1:PORT/mutate), receiver answers warm. Each rate is measured
 without and then with the webhook, in the same run; the difference is what
 runner-sizer adds. Where Go and ../shared/bench-anchor are present, the Go anchor
 is registered the same way in between, for what any webhook adds on these cores.
@@ -31,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -135,7 +134,7 @@ class PodCreates:
         its pods are deleted afterwards. Any other webhook in that phase is registered by
         the caller."""
         before = admissions(webhook) if webhook else {}
-        connections_before = connections(webhook) if webhook else {}
+        connections_before = connections(webhook) if webhook else 0
         cpu_before = cpu_ns(webhook_pid(webhook)) if webhook else 0
         report = self.attack(phase, rate)
         cpu = cpu_ns(webhook_pid(webhook)) - cpu_before if webhook else 0
@@ -157,10 +156,7 @@ class PodCreates:
             figures["outcomes"] = {k: v for k, v in outcomes.items() if v}
             calls = max(sum(outcomes.values()), 1)
             figures["webhook_cpu_us_per_admission"] = round(cpu / 1000 / calls)
-            opened = connections(webhook)
-            figures["connections"] = {
-                k: int(v - connections_before.get(k, 0)) for k, v in opened.items()
-            }
+            figures["connections_opened"] = connections(webhook) - connections_before
         self.remove_pods()
         return figures
 
@@ -221,33 +217,25 @@ def median_added(withouts: list[dict[str, Any]], withs: list[dict[str, Any]]) ->
     return medians | {"rounds": rounds}
 
 
-@dataclass
-class Rounds:
-    """Each phase's figures, one per round."""
-
-    without: list[dict[str, Any]] = field(default_factory=list)
-    with_webhook: list[dict[str, Any]] = field(default_factory=list)
-    over_http11: list[dict[str, Any]] = field(default_factory=list)
-    with_anchor: list[dict[str, Any]] = field(default_factory=list)
-
-
-def summary(rate: int, seconds: int, rounds: Rounds) -> dict[str, Any]:
-    without, anchored = rounds.without, rounds.with_anchor
-    ours = rounds.with_webhook + rounds.over_http11
-    outcomes = [phase["outcomes"] for phase in ours]
+def summary(
+    rate: int,
+    seconds: int,
+    without: list[dict[str, Any]],
+    with_webhook: list[dict[str, Any]],
+    with_anchor: list[dict[str, Any]],
+) -> dict[str, Any]:
+    outcomes = [phase["outcomes"] for phase in with_webhook]
     return {
         "scenario": f"pod_create_{rate}_per_s",
         "seconds": seconds,
-        **median_added(without, rounds.with_webhook),
+        **median_added(without, with_webhook),
         "goal_added_p99_ms": GOAL_ADDED_P99_MS,
-        "http11": median_added(without, rounds.over_http11),
-        **({"go_anchor": median_added(without, anchored)} if anchored else {}),
+        **({"go_anchor": median_added(without, with_anchor)} if with_anchor else {}),
         "shed": sum(o.get("shed", 0) for o in outcomes),
-        "all_annotated": all(p["created"] == p["pods"] == p["annotated"] for p in ours),
+        "all_annotated": all(p["created"] == p["pods"] == p["annotated"] for p in with_webhook),
         "without_webhook": without,
-        "with_webhook": rounds.with_webhook,
-        "with_webhook_http11": rounds.over_http11,
-        **({"with_go_anchor": anchored} if anchored else {}),
+        "with_webhook": with_webhook,
+        **({"with_go_anchor": with_anchor} if with_anchor else {}),
         "cores": os.cpu_count(),
     }
 
@@ -268,35 +256,26 @@ def main(argv: list[str]) -> int:
             creates = PodCreates(cluster, kube, seconds)
             quiet = ("--enable-affinity=false", "--log-level=warning")
             webhook = webhook_for(standin.url, *quiet, f"--kubeconfig={cluster.kubeconfig}")
-            webhook_http11 = webhook_for(
-                standin.url, *quiet, f"--kubeconfig={cluster.kubeconfig}", "--http2=false"
-            )
             with contextlib.ExitStack() as stack:
                 go = (
                     stack.enter_context(anchor.running_anchor(reviews, RECOMMENDED))
                     if anchor.available()
                     else None
                 )
-                for ours in (webhook, webhook_http11):
-                    ours.start().wait_ready()
-                    stack.callback(ours.stop)
+                webhook.start().wait_ready()
+                stack.callback(webhook.stop)
                 for rate in RATES:
-                    rounds = Rounds()
+                    without, with_anchor, with_webhook = [], [], []
                     for turn in range(ROUNDS):
-                        rounds.without.append(creates.measure(f"without-{rate}-{turn}", rate))
+                        without.append(creates.measure(f"without-{rate}-{turn}", rate))
                         if go:
                             register(kube, go.url, go.ca_file.read_bytes())
-                            measured = creates.measure(f"anchor-{rate}-{turn}", rate)
-                            rounds.with_anchor.append(measured)
+                            with_anchor.append(creates.measure(f"anchor-{rate}-{turn}", rate))
                             unregister(kube)
-                        for phase, ours, figures in (
-                            ("with", webhook, rounds.with_webhook),
-                            ("http11", webhook_http11, rounds.over_http11),
-                        ):
-                            register(kube, ours.url, ours.ca.cert_pem)
-                            figures.append(creates.measure(f"{phase}-{rate}-{turn}", rate, ours))
-                            unregister(kube)
-                    line = summary(rate, seconds, rounds)
+                        register(kube, webhook.url, webhook.ca.cert_pem)
+                        with_webhook.append(creates.measure(f"with-{rate}-{turn}", rate, webhook))
+                        unregister(kube)
+                    line = summary(rate, seconds, without, with_webhook, with_anchor)
                     print(json.dumps(line), flush=True)
     finally:
         standin.stop()

@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 import requests
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 from bench import anchor
 from bench.proc import cpu_ns
@@ -239,24 +240,27 @@ def summarize(name: str, report: dict[str, Any], **extra: Any) -> dict[str, Any]
 
 def admissions(webhook: WebhookProcess) -> dict[str, float]:
     """The webhook's admissions by outcome, from its /metrics."""
-    return counter_by(webhook, "runner_sizer_webhook_admissions", "outcome")
+    return {
+        sample.labels["outcome"]: sample.value
+        for sample in counter_samples(webhook, "runner_sizer_webhook_admissions")
+    }
 
 
-def connections(webhook: WebhookProcess) -> dict[str, float]:
-    """The connections the webhook accepted, by protocol."""
-    return counter_by(webhook, "runner_sizer_http_connections", "protocol")
+def connections(webhook: WebhookProcess) -> int:
+    """The connections the webhook has accepted."""
+    return round(sum(s.value for s in counter_samples(webhook, "runner_sizer_http_connections")))
 
 
-def counter_by(webhook: WebhookProcess, family_name: str, label: str) -> dict[str, float]:
-    """A counter of the webhook's /metrics, by one label."""
+def counter_samples(webhook: WebhookProcess, family_name: str) -> list[Sample]:
+    """The `_total` samples of one counter of the webhook's /metrics."""
     text = requests.get(webhook.metrics_url, timeout=5).text
-    counts: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        if family.name == family_name:
-            for sample in family.samples:
-                if sample.name.endswith("_total"):
-                    counts[sample.labels[label]] = sample.value
-    return counts
+    return [
+        sample
+        for family in text_string_to_metric_families(text)
+        if family.name == family_name
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    ]
 
 
 def with_cpu(pid: int, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:

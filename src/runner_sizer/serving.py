@@ -30,7 +30,6 @@ from gevent.pywsgi import format_date_time
 from gunicorn.workers.ggevent import GeventPyWSGIWorker, PyWSGIHandler
 from prometheus_client import Counter
 
-from runner_sizer.http2 import H2, H2Session, negotiated
 from runner_sizer.request_headers import RequestHeaders, environ_items, read_headers
 
 
@@ -48,32 +47,12 @@ class LeanHandler(PyWSGIHandler):  # type: ignore[misc]
 
     def handle(self) -> None:
         self.open_connections[self] = time.monotonic()
-        protocol = negotiated(self.socket)
         if self.connections is not None:
-            self.connections.labels(protocol).inc()
+            self.connections.inc()
         try:
-            if protocol == H2:
-                self._serve_h2()
-            else:
-                super().handle()
+            super().handle()
         finally:
             self.open_connections.pop(self, None)
-
-    def _serve_h2(self) -> None:
-        def base_environ() -> dict[str, Any]:
-            environ: dict[str, Any] = self.server.get_environ()
-            host, port = self.client_address[:2]
-            environ["REMOTE_ADDR"], environ["REMOTE_PORT"] = host, str(port)
-            return environ
-
-        def answered() -> None:
-            self.open_connections[self] = time.monotonic()
-
-        try:
-            H2Session(self.socket, self.server.application, base_environ, answered).serve()
-        finally:
-            self.socket.close()
-            self.__dict__.pop("socket", None)
 
     def handle_one_request(self) -> Any:
         """Let every other ready connection run before this one reads its next request.
@@ -171,9 +150,8 @@ class LeanPyWSGIWorker(GeventPyWSGIWorker):  # type: ignore[misc]
         """After gevent's monkey-patching; gunicorn's `keepalive` is the idle timeout."""
         LeanHandler.connections = Counter(
             "runner_sizer_http_connections_total",
-            "Connections accepted, by the protocol their TLS handshake chose (h2, http/1.1); "
-            "over HTTP/1.1 an apiserver opens one per admission in flight.",
-            ["protocol"],
+            "Connections accepted. An apiserver keeps up to 25 idle connections to a webhook "
+            "and opens one more for each admission in flight past them, a TLS handshake each.",
         )
         sweeper = gevent.spawn(close_idle, LeanHandler.open_connections, float(self.cfg.keepalive))
         try:

@@ -6,12 +6,10 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
 import pytest
-import requests
 
 from runner_sizer.devcluster.receiver_standin import StandinServer, StandinState
 from runner_sizer.devcluster.runnerpods import RunnerJob, runner_pod
@@ -22,7 +20,6 @@ from runner_sizer.history.placements import Placement, serialize_placements
 from runner_sizer.webhook.mutation import STATUS_ANNOTATION
 from tests.e2e.conftest import ClusterUnderTest
 from tests.support.kube import bound_node, create_pod, wait_for
-from tests.support.recommender import metric_values
 
 RECOMMENDED = {
     "requests": {"cpu": "750m", "memory": "1536Mi"},
@@ -85,21 +82,6 @@ def test_runner_pod_comes_back_mutated(
     }
     status = status_of(pod)
     assert status["sizing"] == "applied" and status["sidecar"] == "injected"
-
-
-def test_the_apiserver_sends_its_admissions_over_one_http2_connection(
-    cluster: ClusterUnderTest, namespace: str, live_webhook: WebhookProcess
-) -> None:
-    with ThreadPoolExecutor(max_workers=16) as pool:
-        pods = list(
-            pool.map(
-                lambda _: create_pod(cluster.kube, namespace, runner_pod(RunnerJob())), range(48)
-            )
-        )
-    assert all(status_of(pod)["sidecar"] == "injected" for pod in pods)
-    text = requests.get(live_webhook.metrics_url, timeout=5).text
-    (over_h2,) = metric_values(text, 'runner_sizer_http_connections_total{protocol="h2"}')
-    assert over_h2 == 1
 
 
 def test_other_pods_come_back_untouched(

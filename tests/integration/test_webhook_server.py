@@ -192,6 +192,12 @@ def test_malformed_requests_get_4xx_never_5xx(webhook: WebhookProcess) -> None:
         assert response.status_code == 400, (body, response.status_code)
     huge = requests.post(url, data=b"x" * (5 * 1024 * 1024), verify=verify, timeout=10)
     assert huge.status_code == 413
+    # Chunked, with no length to refuse it by before it is read.
+    streamed = requests.post(url, data=iter([b" " * 1024 * 1024] * 5), verify=verify, timeout=10)
+    assert streamed.status_code == 413
+    chunks = iter([json.dumps(runner_review()).encode()])
+    whole = requests.post(url, data=chunks, verify=verify, timeout=5)
+    assert whole.status_code == 200 and whole.json()["response"]["allowed"] is True
     odd = runner_review()
     odd["request"]["object"] = {"spec": "nonsense", "metadata": {"labels": {"pod": 7}}}
     answer = requests.post(url, json=odd, verify=verify, timeout=5)
@@ -249,6 +255,15 @@ def test_metrics_are_exposed(webhook: WebhookProcess, admit: Admit, fresh_job: R
         assert name in text, name
     assert metric_value(webhook, "runner_sizer_webhook_mutations_total", mutation="sidecar") >= 1
     assert metric_value(webhook, "runner_sizer_webhook_cache_lookups_total", result="hit") >= 0
+
+
+def test_connections_are_counted(webhook: WebhookProcess) -> None:
+    before = metric_value(webhook, "runner_sizer_http_connections_total")
+    for _ in range(3):
+        with requests.Session() as session:  # one connection, two requests
+            for _ in range(2):
+                session.get(f"{webhook.url}/healthz", verify=str(webhook.ca_file), timeout=5)
+    assert metric_value(webhook, "runner_sizer_http_connections_total") == before + 3
 
 
 def test_metric_names_pass_promtool(

@@ -22,7 +22,6 @@ import gevent
 from gunicorn.app.base import BaseApplication
 from prometheus_client import CollectorRegistry, multiprocess, start_http_server
 
-from runner_sizer.http2 import alpn_protocols
 from runner_sizer.observability.logs import gunicorn_logging
 from runner_sizer.serving import WORKER_CLASS, freeze_when_ready
 from runner_sizer.webhook.keeper_child import KeeperChild
@@ -128,13 +127,12 @@ class WebhookServer(BaseApplication):  # type: ignore[misc]
         from runner_sizer.webhook.tls_secret import SecretServerContext  # noqa: PLC0415
 
         secret = self.settings.tls_secret
-        protocols = alpn_protocols(self.settings.http2)
         if secret is None:
-            return ReloadingServerContext(Path(config.certfile), Path(config.keyfile), protocols)
+            return ReloadingServerContext(Path(config.certfile), Path(config.keyfile))
         kubeconfig = self.settings.kubeconfig
         scratch = Path(self.settings.worker_tmp_dir or tempfile.gettempdir())
         return SecretServerContext(
-            secret, lambda: KubeClient.from_kubeconfig(kubeconfig), scratch, protocols
+            secret, lambda: KubeClient.from_kubeconfig(kubeconfig), scratch
         ).start()
 
     def load(self) -> WSGIApplication:

@@ -92,7 +92,6 @@ class WebhookSettings:
     history_namespace: str = "ci-sizer"
     kubeconfig: str | None = None
     max_body_bytes: int = 4 * 1024 * 1024
-    http2: bool = True
     worker_tmp_dir: str | None = None
 
     @property
@@ -254,12 +253,6 @@ OPTIONS: list[Option] = [
     ("kubeconfig", str, None, "kubeconfig path (default: in-cluster)"),
     ("worker-tmp-dir", str, None, "gunicorn heartbeat directory (a tmpfs with a read-only root)"),
     ("max-body-bytes", positive_int, str(4 * 1024 * 1024), "largest admission review accepted"),
-    (
-        "http2",
-        boolean,
-        "true",
-        "offer HTTP/2: the apiserver then sends its admissions over one connection",
-    ),
 ]
 
 
@@ -404,6 +397,5 @@ def _assemble(values: dict[str, Any], environ: Mapping[str, str]) -> WebhookSett
         history_namespace=values["history_namespace"] or environ.get("POD_NAMESPACE", "ci-sizer"),
         kubeconfig=values["kubeconfig"],
         max_body_bytes=values["max_body_bytes"],
-        http2=values["http2"],
         worker_tmp_dir=values["worker_tmp_dir"],
     )

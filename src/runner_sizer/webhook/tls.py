@@ -4,25 +4,19 @@ from __future__ import annotations
 
 import logging
 import ssl
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from runner_sizer.http2 import HTTP11
 from runner_sizer.webhook.watched import file_stamp
 
 log = logging.getLogger(__name__)
 
 
-def server_context(
-    cert_file: Path, key_file: Path, protocols: Sequence[str] = (HTTP11,)
-) -> ssl.SSLContext:
-    """TLS >= 1.2 serving `cert_file` and offering `protocols` (ALPN); raises
-    OSError/ssl.SSLError for an unusable pair."""
+def server_context(cert_file: Path, key_file: Path) -> ssl.SSLContext:
+    """TLS >= 1.2 serving `cert_file`; raises OSError/ssl.SSLError for an unusable pair."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(cert_file, key_file)
-    context.set_alpn_protocols(list(protocols))
     return context
 
 
@@ -57,16 +51,14 @@ class ReloadingServerContext:
     A half-written pair keeps the previous context in service.
     """
 
-    def __init__(
-        self, cert_file: Path, key_file: Path, protocols: Sequence[str] = (HTTP11,)
-    ) -> None:
-        self._cert_file, self._key_file, self._protocols = cert_file, key_file, protocols
+    def __init__(self, cert_file: Path, key_file: Path) -> None:
+        self._cert_file, self._key_file = cert_file, key_file
         self._stamp: tuple[int, ...] = ()
         self._context = self._load()
 
     def _load(self) -> ssl.SSLContext:
         stamp = file_stamp(self._cert_file, self._key_file)
-        context = server_context(self._cert_file, self._key_file, self._protocols)
+        context = server_context(self._cert_file, self._key_file)
         self._stamp = stamp
         return context
 

@@ -10,7 +10,7 @@ import os
 import ssl
 import tempfile
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from runner_sizer.webhook.tls import server_context
 log = logging.getLogger(__name__)
 
 
-def memory_context(pair: Pair, scratch: Path, protocols: Sequence[str]) -> ssl.SSLContext:
+def memory_context(pair: Pair, scratch: Path) -> ssl.SSLContext:
     """`server_context` for a pair held in memory.
 
     `load_cert_chain` reads only files: the pair passes through a private
@@ -36,7 +36,7 @@ def memory_context(pair: Pair, scratch: Path, protocols: Sequence[str]) -> ssl.S
     try:
         with os.fdopen(descriptor, "wb") as file:
             file.write(pair.key_pem + pair.cert_pem)
-        return server_context(Path(name), Path(name), protocols)
+        return server_context(Path(name), Path(name))
     finally:
         os.unlink(name)
 
@@ -59,14 +59,8 @@ class SecretServerContext:
     arrives before the first pair waits for it cooperatively, then gives up.
     """
 
-    def __init__(
-        self,
-        secret: SecretRef,
-        connect: Callable[[], KubeClient],
-        scratch: Path,
-        protocols: Sequence[str],
-    ) -> None:
-        self._secret, self._scratch, self._protocols = secret, scratch, protocols
+    def __init__(self, secret: SecretRef, connect: Callable[[], KubeClient], scratch: Path) -> None:
+        self._secret, self._scratch = secret, scratch
         self._context: ssl.SSLContext | None = None
         self._serial: int | None = None
         self._first = threading.Event()
@@ -93,7 +87,7 @@ class SecretServerContext:
         if pair.cert.serial_number == self._serial:
             return
         try:
-            self._context = memory_context(pair, self._scratch, self._protocols)
+            self._context = memory_context(pair, self._scratch)
         except (OSError, ssl.SSLError) as error:
             log.warning("keeping previous serving certificate", extra={"error": str(error)})
             return
