@@ -78,7 +78,6 @@ from runner_sizer.history.recordset import (
     difference,
     encode,
     head_data,
-    pack,
     plan,
     stored_after,
 )
@@ -370,7 +369,7 @@ def webhook_event_cpu(keys: int, flushes: int, *, single: bool = False) -> dict[
     view = HistoryView(unreachable, "bench", NAME, build_metrics(CollectorRegistry()))
 
     def fed(watch: ListWatch, data: dict[str, str]) -> float:
-        line = json.dumps({"type": "MODIFIED", "object": pack(data)})
+        line = json.dumps({"type": "MODIFIED", "object": {"data": data}})
         began = time.thread_time()  # the line's decoding is the worker's too
         event = json.loads(line)
         watch.on_event(event["type"], event["object"])
@@ -433,8 +432,8 @@ def layout_model(keys: int, flushes: int) -> dict[str, object]:
     names, at = list(history), int(time.time() * 1000)
     sharded = single = compactions = 0
 
-    def size(fields: dict[str, Any]) -> int:
-        return len(json.dumps(fields, **COMPACT))  # type: ignore[arg-type]
+    def size(data: dict[str, str]) -> int:
+        return len(json.dumps({"data": data}, **COMPACT))  # type: ignore[arg-type]
 
     for flush in range(flushes + 1):
         for _ in range(int(RATE) if flush else 0):
@@ -445,10 +444,9 @@ def layout_model(keys: int, flushes: int) -> dict[str, object]:
             NAME, stored, difference(stored.records(), data), DEFAULT_SHARDS, DEFAULT_COMPACT_AFTER
         )
         if flush:  # the first plan is the move into shards
-            parts = step.shards.values()
-            written = sum(size(pack({RECORDS_KEY: encode(part)})) for part in parts)
-            sharded += written + size(pack(head_data(step.layout, step.delta)))
-            single += size({"data": data})
+            written = sum(size({RECORDS_KEY: encode(part)}) for part in step.shards.values())
+            sharded += written + size(head_data(step.layout, step.delta))
+            single += size(data)
             compactions += bool(step.shards)
         stored = stored_after(stored, step, NAME)
     return {

@@ -18,15 +18,6 @@ from runner_sizer.devcluster.webhook_process import webhook_for
 from runner_sizer.devcluster.webhooks import RUNNER_17_9_SELECTOR, has_status_annotation
 from runner_sizer.history.keys import HistoryKey, history_key
 from runner_sizer.history.ledger import from_data
-from runner_sizer.history.recordset import (
-    DELTA_KEY,
-    LAYOUT_KEY,
-    RECORDS_KEY,
-    Layout,
-    encode,
-    head_data,
-    partition,
-)
 from runner_sizer.history.recordset_store import RecordSet
 from tests.e2e.conftest import ClusterUnderTest
 from tests.e2e.test_control_plane import preferred_node
@@ -433,29 +424,3 @@ def test_the_job_info_of_a_live_pod_passes_promtool(
     text = wait_for(with_job_info, what="the pod's job info")
     assert 'runner_sizer_recorder_identity_gaps{reason="no_identity"} 0.0' in text
     assert_promtool_accepts(text)
-
-
-def test_records_an_older_writer_stored_plain_are_read_and_stored_packed(
-    cluster: ClusterUnderTest, namespace: str
-) -> None:
-    """Before they were packed, the records and the delta were plain `data`."""
-    layout = Layout(2, "a", 1)
-    shards = partition({f"runner-{i:04x}-project-{i}": f"node-{i % 3}@{i}" for i in range(40)}, 2)
-    collection = f"/api/v1/namespaces/{namespace}/configmaps"
-    for name, part in zip(layout.names("runner-sizer-history"), shards, strict=True):
-        plain = {"metadata": {"name": name}, "data": {RECORDS_KEY: encode(part)}}
-        cluster.kube.post(collection, plain)
-    delta = {"runner-0000-project-0": "node-x@99", "new-key": "node-y@1"}
-    head = head_data(layout, delta)
-    cluster.kube.post(collection, {"metadata": {"name": "runner-sizer-history"}, "data": head})
-    stored = RecordSet(cluster.kube, namespace, "runner-sizer-history")
-    expected = {**shards[0], **shards[1], **delta}
-    assert stored.read() == expected
-    stored.update(lambda _records: ({"added": "node-z@2"}, None))
-    written = cluster.kube.get(f"{collection}/runner-sizer-history")
-    assert DELTA_KEY in written["binaryData"]
-    assert set(written["data"]) == {LAYOUT_KEY}
-    assert RecordSet(cluster.kube, namespace, "runner-sizer-history").read() == {
-        **expected,
-        "added": "node-z@2",
-    }

@@ -17,14 +17,12 @@ from runner_sizer.history.recordset import (
     every_name,
     head_data,
     overlay,
-    pack,
     parse_layout,
     partition,
     plan,
     read_head,
     records_bytes,
     shard_of,
-    unpack,
 )
 from runner_sizer.history.recordset_view import RecordSetCopy
 
@@ -49,22 +47,6 @@ def test_records_round_trip_through_text() -> None:
     assert decode("no-entry\n\n good\n") == {"no-entry": ""}, "an empty key is skipped"
     assert decode(encode({"k": "a\u2028b\x85c"})) == {"k": "a\u2028b\x85c"}, "only \\n ends a line"
     assert records_bytes({"k": "v"}) == len("k v\n") + 0
-
-
-def test_records_and_delta_are_packed_and_plain_data_still_reads() -> None:
-    data = {**head_data(Layout(2, "a", 3), records(50)), RECORDS_KEY: encode(records(80))}
-    fields = pack(data)
-    assert fields["data"] == {"layout": Layout(2, "a", 3).format()}
-    assert set(fields["binaryData"]) == {"delta", RECORDS_KEY}
-    packed_bytes = sum(map(len, fields["binaryData"].values()))
-    assert packed_bytes < sum(len(data[k]) for k in fields["binaryData"]) / 2
-    assert unpack(fields) == data
-    assert unpack({"data": data}) == data, "as writers before packing stored them"
-    broken = {"data": {}, "binaryData": {RECORDS_KEY: "bm90IHpsaWI=", "delta": "%%"}}
-    assert unpack(broken) == {}, "what does not expand reads as absent"
-    assert unpack({"binaryData": {"other": "eA=="}}) == {}, "only the record set's own keys"
-    rolled_back = {"data": {RECORDS_KEY: "k newer@2\n"}, "binaryData": fields["binaryData"]}
-    assert unpack(rolled_back)[RECORDS_KEY] == "k newer@2\n", "an older writer's plain value"
 
 
 def test_layout_round_trips_and_bad_layouts_read_as_none() -> None:

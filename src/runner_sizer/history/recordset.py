@@ -15,24 +15,15 @@ the head at it, then deletes the old bank: at every moment the head names a
 complete layout, so a crash anywhere loses nothing. The bank names are fixed
 (2 x MAX_SHARDS), so RBAC can list every name the layout can ever use.
 
-The records and the delta are stored zlib-compressed, in `binaryData`: the
-apiserver's CPU per write and per watcher goes with the object's bytes (a 496 KB
-shard: ~66 ms of kube-apiserver and ~18 ms of etcd per write with 3 watchers; the
-same shard packed, 221 KB, ~30 and ~9). Readers take plain `data` too, as older
-writers stored it.
-
 Keys are ConfigMap-key-safe (no whitespace); entries hold no newline.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import copy
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 MAX_SHARDS = 32
 DEFAULT_SHARDS = 16
@@ -47,9 +38,6 @@ BANKS = ("a", "b")
 LAYOUT_KEY = "layout"
 DELTA_KEY = "delta"
 RECORDS_KEY = "records"
-# Level 1: 3.0x smaller at ~3.4 ms per 496 KB shard; level 6 3.4x at ~15 ms.
-PACK_LEVEL = 1
-PACKED_KEYS = frozenset({RECORDS_KEY, DELTA_KEY})
 
 Records = dict[str, str]
 
@@ -102,34 +90,6 @@ def decode(text: str) -> Records:
         if key:
             records[key] = entry
     return records
-
-
-def pack(data: Mapping[str, str]) -> dict[str, dict[str, str]]:
-    """An object's `data` as ConfigMap fields: the records and the delta compressed
-    into `binaryData`, the rest (the layout) in `data`."""
-    binary = {
-        key: base64.b64encode(zlib.compress(text.encode(), PACK_LEVEL)).decode()
-        for key, text in data.items()
-        if key in PACKED_KEYS
-    }
-    plain = {key: text for key, text in data.items() if key not in PACKED_KEYS}
-    return {"data": plain, "binaryData": binary}
-
-
-def unpack(obj: Mapping[str, Any]) -> dict[str, str]:
-    """An object's `data`, its packed records and delta expanded; a packed value that
-    does not expand reads as absent. A plain value wins over a packed one: only a
-    writer from before packing (after a rollback) writes it, and keeps what it found
-    in `binaryData`."""
-    data: dict[str, str] = {}
-    for key, value in (obj.get("binaryData") or {}).items():
-        if key in PACKED_KEYS:
-            try:
-                data[key] = zlib.decompress(base64.b64decode(value)).decode()
-            except (binascii.Error, zlib.error, UnicodeDecodeError, TypeError):
-                continue
-    data.update(obj.get("data") or {})
-    return data
 
 
 def records_bytes(records: Mapping[str, str]) -> int:

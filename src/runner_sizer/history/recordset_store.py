@@ -26,23 +26,16 @@ from runner_sizer.history.recordset import (
     decode,
     encode,
     head_data,
-    pack,
     plan,
     read_head,
     shard_of,
     stored_after,
-    unpack,
 )
 from runner_sizer.kube.client import JSON, KubeClient, KubeError
 from runner_sizer.kube.configmap import MAX_ATTEMPTS, RECORDER_LABELS, Change, Update, create
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-def _without_data(obj: JSON) -> JSON:
-    """An object as kept between writes: what a write sends besides the records."""
-    return {k: v for k, v in obj.items() if k not in ("data", "binaryData")}
 
 
 class _ConflictError(Exception):
@@ -79,8 +72,8 @@ class RecordSet:
                 self._objects.pop(name, None)
                 return None
             raise
-        data = unpack(found)
-        self._objects[name] = _without_data(found)
+        data: dict[str, str] = found.pop("data", None) or {}
+        self._objects[name] = found
         return data
 
     def _read(self) -> Stored:
@@ -111,17 +104,18 @@ class RecordSet:
             if known is None:
                 labels = self._head_metadata if name == self._name else {"labels": RECORDER_LABELS}
                 metadata = {"name": name, **labels}
-                body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, **pack(data)}
+                body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": data}
                 written = create(self._kube, self._collection, self._namespace, body)
             else:
                 # No managedFields: the server keeps them as they are.
                 metadata = {k: v for k, v in known["metadata"].items() if k != "managedFields"}
-                written = self._kube.put(path, {**known, "metadata": metadata, **pack(data)})
+                written = self._kube.put(path, {**known, "metadata": metadata, "data": data})
         except KubeError as error:
             if error.status in (409, 404):
                 raise _ConflictError(name) from error
             raise
-        self._objects[name] = _without_data(written)
+        written.pop("data", None)
+        self._objects[name] = written
 
     def _put_new_shard(self, name: str, index: int, part: Records) -> bool:
         """Write a shard of a bank no head names yet; True if records found there were kept.

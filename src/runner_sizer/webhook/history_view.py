@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 
 from runner_sizer.history.ledger import decode_entry
-from runner_sizer.history.recordset import unpack
 from runner_sizer.history.recordset_view import Changed, RecordSetCopy
 from runner_sizer.kube.client import JSON, KubeClient
 from runner_sizer.kube.informer import ListWatch
@@ -65,7 +64,7 @@ class HistoryView:
                 self._apply(changed(data))
 
         def listed(items: list[JSON]) -> None:
-            apply(unpack(items[0]) if items else None)
+            apply(items[0].get("data") if items else None)
             if watch is self._head:
                 self._head_listed = True
             self._synced()
@@ -75,7 +74,7 @@ class HistoryView:
             path=self._path,
             params={"fieldSelector": f"metadata.name={name}"},
             on_list=listed,
-            on_event=lambda kind, obj: apply(None if kind == "DELETED" else unpack(obj)),
+            on_event=lambda kind, obj: apply(None if kind == "DELETED" else obj.get("data")),
             on_problem=self._trouble,
         )
         return watch
