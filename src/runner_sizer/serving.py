@@ -150,8 +150,8 @@ class LeanPyWSGIWorker(GeventPyWSGIWorker):  # type: ignore[misc]
         """After gevent's monkey-patching; gunicorn's `keepalive` is the idle timeout."""
         LeanHandler.connections = Counter(
             "runner_sizer_http_connections_total",
-            "Connections accepted. An apiserver keeps up to 25 idle connections to a webhook "
-            "and opens one more for each admission in flight past them, a TLS handshake each.",
+            "Connections accepted: what clients open past their kept-alive ones (an apiserver "
+            "keeps up to 25 idle to a webhook), each a TLS handshake where TLS is on.",
         )
         sweeper = gevent.spawn(close_idle, LeanHandler.open_connections, float(self.cfg.keepalive))
         try:
